@@ -1,0 +1,73 @@
+"""Weights on disk as safetensors: no pickle is ever executed to load them."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from torch import nn
+
+from edgenn.errors import ModelFileError
+from edgenn.fileio import atomic_path
+
+FORMAT = "edgenn-weights-v1"
+
+
+def save_weights(model: nn.Module, model_name: str, path: str | os.PathLike[str]) -> Path:
+    from safetensors.torch import save_file
+
+    tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"format": FORMAT, "model": model_name})
+    return Path(path)
+
+
+def load_weights(model: nn.Module, model_name: str, path: str | os.PathLike[str]) -> nn.Module:
+    """Load weights saved by `save_weights` for `model_name` into `model` (strictly)."""
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"weights file {str(path)!r} not found; train one with `edgenn train {model_name}`")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            tensors = {key: f.get_tensor(key) for key in f.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise ModelFileError(
+            f"{str(path)!r} is not a readable edgenn checkpoint ({_first_line(exc)}); "
+            f"it may be truncated: train again with `edgenn train {model_name}`"
+        ) from None
+    if meta.get("format") != FORMAT:
+        raise ModelFileError(f"{str(path)!r} is a safetensors file but not an edgenn checkpoint (no {FORMAT} tag)")
+    if meta.get("model") != model_name:
+        raise ModelFileError(
+            f"{str(path)!r} holds weights for {meta.get('model')!r}, not {model_name!r}; pass the matching model name"
+        )
+    expected = model.state_dict()
+    if set(tensors) != set(expected) or any(tensors[k].shape != expected[k].shape for k in expected):
+        raise ModelFileError(f"{str(path)!r} does not match the architecture of {model_name!r}")
+    model.load_state_dict(tensors, strict=True)
+    return model
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def load_zoo_model(model_name: str, weights: str | os.PathLike[str] | None, **kwargs: object) -> nn.Module:
+    """A zoo model in eval mode, with trained weights when a path is given."""
+    from edgenn import zoo
+
+    model = zoo.create(model_name, **kwargs)
+    if weights is not None:
+        load_weights(model, model_name, weights)
+    return model.eval()
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+__all__ = ["save_weights", "load_weights", "load_zoo_model", "count_parameters"]

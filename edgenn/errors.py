@@ -1,0 +1,32 @@
+"""Errors for people: one line that says what was wrong and what to do about it.
+
+Every failure a user can cause is raised as an :class:`EdgennError` (or one of its few
+subclasses); the CLI prints its message and exits non-zero, without a traceback unless
+``--verbose`` is given.
+"""
+
+from __future__ import annotations
+
+
+class EdgennError(Exception):
+    """A failure with a message meant for the person running edgenn."""
+
+
+class InputError(EdgennError, ValueError):
+    """Inputs that do not fit the model: wrong names, rank, shape, dtype or values."""
+
+
+class ModelFileError(EdgennError):
+    """A model or weights file that is missing, unreadable, corrupt or not ours."""
+
+
+class ProviderError(EdgennError):
+    """An execution provider that was asked for but is not available."""
+
+
+class ExportError(EdgennError):
+    """The module could not be loaded, run or expressed in ONNX."""
+
+
+class ValidationError(EdgennError):
+    """An exported or quantized model does not compute what its reference computes."""
