@@ -82,9 +82,10 @@ class TensorSpec:
 
     @classmethod
     def parse(cls, text: str) -> "TensorSpec":
-        """Parse ``name:1x3x224x224:float32``; the first dim becomes the symbolic batch.
+        """Parse ``name:1x3x224x224:float32`` (dtype defaults to float32).
 
-        A dim written as a word (``name:Bx128:int64`` or ``tokens:batchxseq:int64``) is symbolic.
+        A dim written as a word (``tokens:batchxseq:int64``) is symbolic; the exporter makes the
+        first dim the symbolic batch unless the export is static.
         """
         match = re.fullmatch(r"\s*([A-Za-z_][\w.]*)\s*:\s*([\w]+(?:x[\w]+)*)\s*(?::\s*(\w+))?\s*", text)
         if not match:
