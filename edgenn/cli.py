@@ -169,10 +169,113 @@ def summary_command(model: str, batch_size: int, as_json: bool) -> None:
 
 # -------------------------------------------------------------------------------------- export
 # (section owned by export: issue 3)
+def _batch_list(_ctx: Any, _param: Any, value: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(v) for v in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of sizes, like 1,7,64") from None
+    if min(sizes) < 1:
+        raise click.BadParameter("batch sizes must be positive")
+    return sizes
+
+
+def _input_specs(_ctx: Any, _param: Any, values: tuple[str, ...]) -> tuple[Any, ...]:
+    from edgenn.specs import TensorSpec
+
+    try:
+        return tuple(TensorSpec.parse(v) for v in values)
+    except EdgennError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+@cli.command("export")
+@click.argument("source")
+@click.option("-o", "--output", "output", required=True, type=click.Path(dir_okay=False), help="The .onnx file to write.")
+@click.option("--weights", type=click.Path(dir_okay=False), help="Weights from `edgenn train` (zoo models).")
+@click.option("--input", "inputs", multiple=True, callback=_input_specs, metavar="NAME:DIMS[:DTYPE]",
+              help="An input, e.g. x:1x3x224x224:float32 or ids:1x16:int64 (repeat for several).")
+@click.option("--static", is_flag=True, help="Pin the batch dimension instead of making it dynamic.")
+@click.option("--opset", type=click.IntRange(7, 30), help="ONNX opset (default: the exporter's).")
+@click.option("--exporter", type=click.Choice(["auto", "dynamo", "torchscript"]), default="auto", show_default=True,
+              help="auto: dynamo first, TorchScript if it fails.")
+@click.option("--softmax/--no-softmax", "softmax", default=None, help="Zoo models: end in a softmax (probabilities).")
+@click.option("--batches", default="1,7,64", show_default=True, callback=_batch_list, help="Parity batch sizes.")
+@click.option("--atol", type=click.FloatRange(min=0), default=1e-4, show_default=True)
+@click.option("--rtol", type=click.FloatRange(min=0), default=1e-3, show_default=True)
+@click.option("--keep-invalid", is_flag=True, help="Keep the file even when validation fails.")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False), help="Also write the report as JSON here.")
+@json_option
+@verbose_option
+def export_command(source: str, output: str, weights: str | None, inputs: tuple[Any, ...], static: bool,
+                   opset: int | None, exporter: str, softmax: bool | None, batches: tuple[int, ...], atol: float,
+                   rtol: float, keep_invalid: bool, report_path: str | None, as_json: bool) -> None:
+    """Export SOURCE (a zoo name, file.py:factory or module:attr) to a validated ONNX file."""
+    from edgenn.export import ExportOptions, export_source
+    from edgenn.fileio import write_text_atomic
+    from edgenn.parity import Tolerance
+
+    options = ExportOptions(opset=opset, dynamic_batch=not static, exporter=exporter, parity_batches=batches,
+                            tolerance=Tolerance(atol, rtol), keep_invalid=keep_invalid, verbose=is_verbose())
+    on_step = None if as_json else (lambda text: click.echo(f"  {text}...", err=True))
+    result = export_source(source, output, weights, options, inputs, softmax, on_step=on_step)
+    if report_path:
+        write_text_atomic(report_path, to_json(result.to_dict()))
+    click.echo(to_json(result.to_dict()) if as_json else render_export(result))
+    result.raise_for_failure()
+
+
+def render_export(result: Any) -> str:
+    v = result.validation
+    head = key_values([
+        ("source", result.source),
+        ("file", f"{result.path} ({result.file_bytes / 1024:.1f} KiB, one self-contained file)" if result.path
+         else "none written"),
+        ("exporter", result.exporter_note),
+        ("opset", result.opset),
+        ("inputs", ", ".join(str(s) for s in result.inputs)),
+        ("outputs", ", ".join(str(s) for s in result.outputs)),
+        ("nodes", result.node_count),
+        ("time", f"export {result.export_seconds:.2f} s, validate {result.validate_seconds:.2f} s"),
+    ])
+    stages = table(["stage", "ok", "seconds", "detail"],
+                   [(s.name, "yes" if s.passed else "NO", f"{s.seconds:.3f}", s.detail) for s in v.stages])
+    parity = table(["case", "output", "max abs", "max rel", "outside tol", "argmax agree", "ok"],
+                   [(label, o.name, o.max_abs_error, o.max_rel_error, percent(o.mismatch_fraction),
+                     percent(o.argmax_agreement), "yes" if o.passed else "NO")
+                    for label, p in v.parity for o in p.outputs])
+    parts = [head, "", stages, "", parity]
+    parts += [f"skipped: {s}" for s in v.skipped]
+    parts.append("\nvalid" if result.passed else f"\nINVALID: {v.first_failure}")
+    return "\n".join(parts)
+
 
 
 # ------------------------------------------------------------------------------------- predict
 # (section owned by the runtime: issue 4)
+@cli.command("predict")
+@click.argument("model_path", metavar="MODEL")
+@click.argument("input_path", metavar="INPUT")
+@click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True, help="Classes to show.")
+@click.option("--provider", default="auto", show_default=True,
+              help="auto (TensorRT, CUDA, then CPU), cpu, cuda, tensorrt, or an onnxruntime provider name.")
+@click.option("--threads", type=click.IntRange(min=1), help="onnxruntime intra-op threads (default: its own).")
+@json_option
+@verbose_option
+def predict_command(model_path: str, input_path: str, top_k: int, provider: str, threads: int | None,
+                    as_json: bool) -> None:
+    """Classify INPUT (a picture, or a .npy of model inputs) with MODEL (.onnx); prints the top classes."""
+    from edgenn.runtime import Model, classify_file
+
+    model = Model(model_path, providers=provider, threads=threads, check_finite=True)
+    result = classify_file(model, input_path, top_k)
+    if as_json:
+        click.echo(to_json({"model": model.path, "providers": list(model.providers), **result.to_dict()}))
+        return
+    batch = len(result.predictions) > 1
+    rows = [((s,) if batch else ()) + (rank, c.label, c.index, percent(c.score))
+            for s, classes in enumerate(result.predictions) for rank, c in enumerate(classes, 1)]
+    headers = (["sample"] if batch else []) + ["rank", "label", "index", "probability"]
+    click.echo(table(headers, rows, title=f"{input_path} (read as {result.read_as}) with {model.path}"))
 
 
 # ------------------------------------------------------------------------------------ quantize
@@ -181,6 +284,138 @@ def summary_command(model: str, batch_size: int, as_json: bool) -> None:
 
 # --------------------------------------------------------------------------------------- bench
 # (section owned by bench: issue 6)
+def _bench_int_list(_ctx: Any, param: click.Parameter, value: str) -> tuple[int, ...]:
+    try:
+        items = tuple(int(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of whole numbers, like 1,8,64") from None
+    if not items or min(items) < 1:
+        raise click.BadParameter(f"{value!r}: give positive whole numbers, like 1,8,64")
+    return items
+
+
+def _bench_inputs(_ctx: Any, _param: Any, values: tuple[str, ...]) -> tuple[Any, ...]:
+    from edgenn.specs import TensorSpec
+
+    try:
+        return tuple(TensorSpec.parse(v) for v in values)
+    except EdgennError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+@cli.command("bench")
+@click.argument("models", nargs=-1, metavar="[MODEL.onnx]...")
+@click.option("--eager", metavar="SOURCE", help="Eager PyTorch baseline: a zoo name (with --weights) or file.py:factory.")
+@click.option("--weights", type=click.Path(dir_okay=False), help="Trained weights of the --eager zoo model.")
+@click.option("--provider", "providers", default="cpu", show_default=True,
+              help="cpu, cuda, tensorrt, all, or a comma list; missing providers are reported as skipped.")
+@click.option("--threads", default="1", show_default=True, callback=_bench_int_list, help="Thread counts, e.g. 1,2.")
+@click.option("--batch", "batches", default="1", show_default=True, callback=_bench_int_list,
+              help="Batch sizes, e.g. 1,8,64.")
+@click.option("--warmup", type=int, default=10, show_default=True, help="Untimed calls per variant and point.")
+@click.option("--runs", type=int, help="Timed calls per variant and point (instead of --seconds).")
+@click.option("--seconds", type=float, help="Time budget per point, all variants together [1.0].")
+@click.option("--rounds", type=int, default=25, show_default=True, help="Interleaved rounds per point.")
+@click.option("--input", "inputs", multiple=True, callback=_bench_inputs, metavar="NAME:DIMS[:DTYPE]",
+              help="Sizes of dynamic dims other than batch, e.g. input:Bx8x8 (the first dim comes from --batch).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random inputs.")
+@click.option("--json", "json_path", metavar="FILE", help="Write the report as JSON ('-': print it instead of the table).")
+@click.option("--csv", "csv_path", metavar="FILE", help="Write one row per variant and point as CSV.")
+@click.option("--plot", "plot_path", metavar="FILE.png", help="Plot latency against batch size (needs matplotlib).")
+@verbose_option
+def bench_command(models: tuple[str, ...], eager: str | None, weights: str | None, providers: str,
+                  threads: tuple[int, ...], batches: tuple[int, ...], warmup: int, runs: int | None,
+                  seconds: float | None, rounds: int, inputs: tuple[Any, ...], seed: int, json_path: str | None,
+                  csv_path: str | None, plot_path: str | None) -> None:
+    """Time ONNX MODELs (and an eager PyTorch baseline) on onnxruntime providers, interleaved."""
+    from tqdm import tqdm
+
+    from edgenn.bench import BenchOptions, bench, check_output_path, require_matplotlib, write_csv, write_plot
+    from edgenn.fileio import write_text_atomic
+
+    if runs is not None and seconds is not None:
+        raise EdgennError("give --runs or --seconds, not both")
+    for path, flag in ((json_path, "--json"), (csv_path, "--csv"), (plot_path, "--plot")):
+        if path and path != "-":
+            check_output_path(path, flag)
+    if plot_path:
+        require_matplotlib()
+    options = BenchOptions(
+        providers=tuple(p.strip() for p in providers.split(",") if p.strip()), threads=threads, batches=batches,
+        warmup=warmup, runs=runs, seconds=1.0 if seconds is None else seconds, rounds=rounds, inputs=inputs,
+        seed=seed,
+    )
+    bar = tqdm(total=len(threads) * len(batches), desc="bench", unit="point", file=sys.stderr, disable=None,
+               leave=False)
+
+    def on_point(done: int, total: int, label: str) -> None:
+        bar.total = total
+        bar.n = done
+        bar.set_postfix_str(label)
+
+    try:
+        report = bench(models, eager, weights, options, progress=on_point)
+    finally:
+        bar.close()
+    if json_path:
+        write_text_atomic(json_path, to_json(report.to_dict())) if json_path != "-" else None
+    if csv_path:
+        write_csv(report, csv_path)
+    if plot_path:
+        write_plot(report, plot_path)
+    if json_path == "-":
+        click.echo(to_json(report.to_dict()), nl=False)
+        return
+    click.echo(render_bench(report))
+    for path in (json_path, csv_path, plot_path):
+        if path:
+            click.echo(f"wrote {path}")
+
+
+def render_bench(report: Any) -> str:
+    many_threads = len(report.options.threads) > 1 or report.options.threads != (1,)
+    rows = []
+    for r in report.results:
+        lat = r.latency_ms
+        if r.speedup is None:
+            speed = "baseline"
+        else:
+            speed = f"{r.speedup.median:.2f}x [{r.speedup.ci_low:.2f}-{r.speedup.ci_high:.2f}]"
+        memory = "-" if r.session_memory_mb is None else f"{r.session_memory_mb:.1f} / {r.run_memory_mb:.1f}"
+        rows.append((r.variant, r.provider + (f" t{r.threads}" if many_threads else ""), r.batch,
+                     _ms(lat.median), _ms(lat.p90), _ms(lat.p99), f"{_ms(lat.mean)} ± {_ms(lat.std)}",
+                     f"{r.throughput:,.0f}", speed, f"{1e3 * r.session_seconds:.1f}", memory))
+    env = report.environment
+    parts = [table(["variant", "provider", "batch", "median ms", "p90 ms", "p99 ms", "mean ± std ms", "samples/s",
+                    "speedup [95% CI]", "session ms", "memory MB (session / run)"], rows)]
+    parts += [f"skipped {_where(s)}: {s.reason}" for s in report.skipped]
+    baselines = sorted({r.baseline for r in report.results if r.baseline})
+    parts += ["", key_values([
+        ("speedup", f"against {', '.join(baselines) or 'the first variant'}, paired per round (>1: faster)"),
+        ("cpu", f"{env.cpu_model}; {' '.join(env.cpu_flags) or 'no AVX2/AVX-512/VNNI flags'}"),
+        ("cores", f"{env.usable_cores} usable of {env.logical_cores} logical"
+                  + (f", {env.physical_cores} physical" if env.physical_cores else "")),
+        ("threads", ", ".join(map(str, report.options.threads))
+         + "".join(f"; {k}={v}" for k, v in env.thread_variables.items())),
+        ("versions", ", ".join(f"{k} {env.versions[k]}" for k in ("onnxruntime", "torch", "numpy") if k in env.versions)),
+        ("providers", ", ".join(env.providers_available)),
+        ("runs", f"{report.results[0].runs} timed calls in {report.results[0].rounds} rounds per point "
+                 f"(first variant), after {report.options.warmup} warm-up calls"),
+        ("memory", "peak host RSS growth while creating the session / over the warm-up calls (Linux VmHWM)"
+         if report.results[0].session_memory_mb is not None else report.memory_method),
+    ])]
+    return "\n".join(parts)
+
+
+def _ms(value: float) -> str:
+    return f"{value:.4f}" if value < 1 else f"{value:.3f}" if value < 100 else f"{value:.1f}"
+
+
+def _where(s: Any) -> str:
+    parts = [s.variant if s.variant != "*" else "all variants", s.provider]
+    parts += [f"threads {s.threads}"] if s.threads is not None else []
+    parts += [f"batch {s.batch}"] if s.batch is not None else []
+    return " / ".join(parts)
 
 
 # --------------------------------------------------------------------------------------- build

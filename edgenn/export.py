@@ -17,7 +17,7 @@ import time
 import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -113,13 +113,21 @@ def export_source(
     options: ExportOptions = ExportOptions(),
     input_specs: tuple[TensorSpec, ...] = (),
     softmax_output: bool | None = None,
+    on_step: Callable[[str], None] | None = None,
 ) -> ExportResult:
     """Export a zoo model (with weights) or a user's `file.py:factory` / `module:attr`."""
+    if on_step:
+        on_step(f"loading {spec}")
     source = load_source(spec, weights, input_specs, softmax_output)
-    return export_loaded(source, path, options)
+    return export_loaded(source, path, options, on_step)
 
 
-def export_loaded(source: LoadedSource, path: str | os.PathLike[str], options: ExportOptions = ExportOptions()) -> ExportResult:
+def export_loaded(
+    source: LoadedSource,
+    path: str | os.PathLike[str],
+    options: ExportOptions = ExportOptions(),
+    on_step: Callable[[str], None] | None = None,
+) -> ExportResult:
     return export(
         source.module,
         None,
@@ -131,6 +139,7 @@ def export_loaded(source: LoadedSource, path: str | os.PathLike[str], options: E
         accuracy=source.accuracy,
         source=source.name,
         loaded=source,
+        on_step=on_step,
     )
 
 
@@ -145,8 +154,14 @@ def export(
     accuracy: float | None = None,
     source: str = "",
     loaded: LoadedSource | None = None,
+    on_step: Callable[[str], None] | None = None,
 ) -> ExportResult:
-    """Export `module` to `path` and validate it; see ExportResult for what comes back."""
+    """Export `module` to `path` and validate it; see ExportResult for what comes back.
+
+    A failed validation does not raise: the result says so (`passed`, `raise_for_failure()`),
+    and no file is left at `path` unless `options.keep_invalid`.
+    """
+    step = on_step or (lambda _text: None)
     options = options.checked()
     path = Path(path)
     if not path.parent.is_dir():
@@ -161,6 +176,7 @@ def export(
     loaded = replace(loaded, input_specs=specs)
     export_batch = EXPORT_BATCH if options.dynamic_batch else _static_batch(specs)
     examples = loaded.example_inputs(export_batch)
+    step("running the eager forward pass")
     outputs = _run_eager(module, examples, specs)
     output_names = list(options.output_names) or (
         ["output"] if len(outputs) == 1 else [f"output_{i}" for i in range(len(outputs))]
@@ -169,7 +185,7 @@ def export(
         raise ExportError(f"{len(output_names)} output names given for {len(outputs)} outputs")
 
     started = time.perf_counter()
-    proto, exporter, note = _export_proto(module, examples, specs, output_names, options)
+    proto, exporter, note = _export_proto(module, examples, specs, output_names, options, step)
     _strip_node_metadata(proto.graph)
     export_seconds = time.perf_counter() - started
     opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
@@ -179,28 +195,34 @@ def export(
     base_meta = _metadata(loaded, specs, out_specs, exporter, opset)
     _set_metadata(proto, base_meta, doc=_doc_string(loaded, specs, exporter, opset))
 
-    with atomic_path(path) as tmp:
-        _save(proto, tmp)
-        started = time.perf_counter()
-        reference = TorchRunner(module, [s.name for s in specs], output_names, name="eager")
-        batches, skipped = _parity_batches(options, export_batch)
-        report = validate(
-            tmp,
-            reference,
-            specs,
-            lambda: _parity_cases(loaded, batches),
-            options.tolerance,
-            classifier=bool(loaded.labels) or _looks_like_classifier(outputs),
-            skipped=skipped,
-        )
-        validate_seconds = time.perf_counter() - started
-        final_meta = {**base_meta, meta.META_VALIDATION: json.dumps(_validation_summary(report), separators=(",", ":"))}
-        _set_metadata(proto, final_meta, doc=_doc_string(loaded, specs, exporter, opset, report))
-        if not (report.passed or options.keep_invalid):
-            raise _Discard()
-        _save(proto, tmp)
-        size = tmp.stat().st_size
-    return ExportResult(path, loaded.name, exporter, note, options.opset, opset, specs, out_specs,
+    kept: Path | None = path
+    try:
+        with atomic_path(path) as tmp:
+            _save(proto, tmp)
+            step("validating: checker, shape inference, onnxruntime, parity")
+            started = time.perf_counter()
+            reference = TorchRunner(module, [s.name for s in specs], output_names, name="eager")
+            batches, skipped = _parity_batches(options, export_batch)
+            report = validate(
+                tmp,
+                reference,
+                specs,
+                lambda: _parity_cases(loaded, batches),
+                options.tolerance,
+                classifier=bool(loaded.labels) or _looks_like_classifier(outputs),
+                skipped=skipped,
+            )
+            validate_seconds = time.perf_counter() - started
+            summary = json.dumps(_validation_summary(report), separators=(",", ":"))
+            final_meta = {**base_meta, meta.META_VALIDATION: summary}
+            _set_metadata(proto, final_meta, doc=_doc_string(loaded, specs, exporter, opset, report))
+            _save(proto, tmp)
+            size = tmp.stat().st_size
+            if not (report.passed or options.keep_invalid):
+                raise _Discard()
+    except _Discard:
+        kept = None
+    return ExportResult(kept, loaded.name, exporter, note, options.opset, opset, specs, out_specs,
                         len(proto.graph.node), size, export_seconds, validate_seconds, report, final_meta)
 
 
@@ -257,10 +279,11 @@ def _run_eager(module: nn.Module, examples: tuple[torch.Tensor, ...], specs: Seq
     return out
 
 
-def _export_proto(module, examples, specs, output_names, options) -> tuple[Any, str, str]:
+def _export_proto(module, examples, specs, output_names, options, step) -> tuple[Any, str, str]:
     order = ["dynamo", "torchscript"] if options.exporter == "auto" else [options.exporter]
     failures: list[str] = []
     for exporter in order:
+        step(f"exporting with the {exporter} exporter")
         try:
             with _quiet(not options.verbose):
                 proto = (_export_dynamo if exporter == "dynamo" else _export_torchscript)(
@@ -276,7 +299,7 @@ def _export_proto(module, examples, specs, output_names, options) -> tuple[Any, 
         else:
             note = f"TorchScript exporter, because the dynamo exporter failed ({failures[0].split(': ', 1)[1]})"
         return proto, exporter, note
-    raise ExportError("export failed: " + " | ".join(failures))
+    raise ExportError("export failed: " + "; ".join(f"{f.split(': ', 1)[0]} exporter: {f.split(': ', 1)[1]}" for f in failures))
 
 
 def _export_dynamo(module, examples, specs, output_names, options):
@@ -405,7 +428,11 @@ def _submodule_using(module: nn.Module, examples: tuple[torch.Tensor, ...], op: 
 
 
 def _strip_node_metadata(graph: Any) -> None:
-    """Drop per-node stack traces (they leak build paths and are most of a small model's bytes)."""
+    """Drop the exporter's per-node stack traces and annotations (they leak build paths and are
+    most of a small model's bytes), in this graph and every subgraph."""
+    del graph.metadata_props[:]
+    for value in (*graph.input, *graph.output, *graph.value_info, *graph.initializer):
+        del value.metadata_props[:]
     for node in graph.node:
         del node.metadata_props[:]
         node.doc_string = ""

@@ -11,6 +11,7 @@ import hashlib
 import importlib
 import importlib.util
 import inspect
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -152,6 +153,8 @@ def _import_location(location: str) -> Any:
             sys.modules.pop(module_name, None)
             raise EdgennError(f"importing {location!r} failed: {type(exc).__name__}: {_first_line(exc)}") from None
         return namespace
+    if os.getcwd() not in sys.path:  # `edgenn export mypkg.models:build` finds mypkg where the user stands
+        sys.path.insert(0, os.getcwd())
     try:
         return importlib.import_module(location)
     except ModuleNotFoundError as exc:

@@ -59,9 +59,6 @@ class ValidationReport:
 
     @property
     def first_failure(self) -> str:
-        for stage in self.stages:
-            if not stage.passed:
-                return f"{stage.name}: {stage.detail}"
         for label, report in self.parity:
             for out in report.outputs:
                 if not out.passed:
@@ -70,6 +67,9 @@ class ValidationReport:
                         f"{100 * out.mismatch_fraction:.2f}% of values outside atol {report.tolerance.atol:g} + "
                         f"rtol {report.tolerance.rtol:g}"
                     )
+        for stage in self.stages:
+            if not stage.passed:
+                return f"{stage.name}: {stage.detail}"
         return ""
 
     def to_dict(self) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -13,3 +14,36 @@ def digits():
     from edgenn.data import load_digits_split
 
     return load_digits_split()
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    """trained(name) -> path of weights from a default-settings training run, once per session."""
+    from edgenn.train import TrainConfig, train
+
+    cache: dict[str, Path] = {}
+
+    def weights(name: str) -> Path:
+        if name not in cache:
+            out = tmp_path_factory.mktemp(f"trained-{name}")
+            cache[name] = train(TrainConfig.for_model(name), out).weights_path
+        return cache[name]
+
+    return weights
+
+
+@pytest.fixture(scope="session")
+def exported(trained, tmp_path_factory):
+    """exported(name) -> path of a validated .onnx of the trained zoo model, once per session."""
+    from edgenn.export import export_source
+
+    cache: dict[str, Path] = {}
+
+    def path(name: str) -> Path:
+        if name not in cache:
+            target = tmp_path_factory.mktemp(f"onnx-{name}") / f"{name}.onnx"
+            export_source(name, target, weights=trained(name)).raise_for_failure()
+            cache[name] = target
+        return cache[name]
+
+    return path
