@@ -280,6 +280,119 @@ def predict_command(model_path: str, input_path: str, top_k: int, provider: str,
 
 # ------------------------------------------------------------------------------------ quantize
 # (section owned by quantize: issue 5)
+def _recipe_list(_ctx: Any, _param: Any, value: str | None) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    from edgenn.quantize import AUTO_RECIPES
+
+    names = tuple(v.strip() for v in value.split(",") if v.strip())
+    unknown = [n for n in names if n not in AUTO_RECIPES]
+    if unknown or not names:
+        raise click.BadParameter(f"unknown recipe {', '.join(unknown) or '(none)'}; choose from {', '.join(AUTO_RECIPES)}")
+    return names
+
+
+@cli.command("quantize")
+@click.argument("model_path", metavar="MODEL", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="The quantized .onnx to write.")
+@click.option("--mode", type=click.Choice(["static", "dynamic", "fp16", "auto"]), default="static", show_default=True,
+              help="auto: try the recipes, keep the fastest within --max-accuracy-drop.")
+@click.option("--format", "fmt", type=click.Choice(["qdq", "qoperator"]), default="qdq", show_default=True,
+              help="Static int8 format.")
+@click.option("--per-channel/--no-per-channel", default=True, show_default=True, help="One weight scale per channel.")
+@click.option("--method", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax", show_default=True,
+              help="Static calibration method.")
+@click.option("--calibration", type=click.Path(dir_okay=False),
+              help="Calibration inputs (.npz, one array per model input) [digits training split].")
+@click.option("--samples", type=click.IntRange(min=1), default=256, show_default=True, help="Calibration samples.")
+@click.option("--eval-data", type=click.Path(dir_okay=False),
+              help="Labelled evaluation data (.npz: the inputs and `labels`) [digits test split].")
+@click.option("--max-accuracy-drop", type=float, default=0.5, show_default=True, metavar="POINTS",
+              help="Accuracy budget in percentage points: auto mode's target, a check for the others.")
+@click.option("--exclude", multiple=True, metavar="NODE", help="Keep this node in float (repeat for several).")
+@click.option("--quantize-output-layer", is_flag=True, help="Static: quantize the last Gemm/MatMul too.")
+@click.option("--min-conv-channels", type=click.IntRange(min=0), default=4, show_default=True,
+              help="Convs with fewer input channels stay float (int8 is slower there); 0 quantizes all.")
+@click.option("--recipes", callback=_recipe_list, metavar="LIST",
+              help="Auto: the recipes to try, comma-separated [static-qdq,static-qdq-per-tensor,static-qoperator,"
+                   "dynamic,fp16].")
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True, help="Threads for the timings.")
+@json_option
+@verbose_option
+def quantize_command(model_path: str, output: str, mode: str, fmt: str, per_channel: bool, method: str,
+                     calibration: str | None, samples: int, eval_data: str | None, max_accuracy_drop: float,
+                     exclude: tuple[str, ...], quantize_output_layer: bool, min_conv_channels: int,
+                     recipes: tuple[str, ...] | None, threads: int, as_json: bool) -> None:
+    """Quantize MODEL (.onnx) and measure what it cost against the fp32 model on held-out data."""
+    from tqdm import tqdm
+
+    from edgenn.evaluate import LatencyOptions
+    from edgenn.quantize import QuantizeOptions, quantize
+
+    options = QuantizeOptions(
+        mode=mode, format=fmt, per_channel=per_channel, method=method, samples=samples, calibration=calibration,
+        eval_data=eval_data, max_accuracy_drop=max_accuracy_drop, exclude=exclude,
+        keep_output_layer_float=not quantize_output_layer, min_conv_channels=min_conv_channels,
+        latency=LatencyOptions(threads=threads), verbose=is_verbose(),
+        **({"auto_recipes": recipes} if recipes else {}),
+    )
+    bar = tqdm(desc="quantize", bar_format="{desc} [{elapsed}]", file=sys.stderr, disable=as_json or None)
+    try:
+        result = quantize(model_path, output, options, on_step=bar.set_description_str)
+    finally:
+        bar.close()
+    click.echo(to_json(result.to_dict()) if as_json else render_quantize(result))
+    if not result.budget_met:
+        e = result.evaluation
+        raise click.ClickException(
+            f"accuracy budget of {result.max_accuracy_drop:g} points not met (drop {e.drop_points:.2f} points on the "
+            f"{e.data}); the best model found was written to {result.output}"
+        )
+
+
+def render_quantize(result: Any) -> str:
+    e = result.evaluation
+    k = e.kernels
+    title = f"{result.source} -> {result.output} ({result.recipe.name})"
+    rows: list[tuple[Any, ...]] = [
+        (f"accuracy ({e.data}, {e.samples})", percent(e.fp32_accuracy), percent(e.quantized_accuracy),
+         f"{-e.drop_points:+.2f} points"),
+        ("argmax agreement", "", percent(e.argmax_agreement), ""),
+        ("max abs output error", "", f"{e.max_abs_error:.3g}", ""),
+        ("file size", f"{e.fp32_bytes / 1024:.1f} KiB", f"{e.quantized_bytes / 1024:.1f} KiB", f"{100 * e.size_ratio:.1f}%"),
+    ]
+    rows += [(f"latency, batch {lat.batch_size}", f"{lat.fp32_ms:.3f} ms", f"{lat.quantized_ms:.3f} ms",
+              f"{lat.speedup:.2f}x throughput") for lat in e.latency]
+    ops = ", ".join(f"{op} {n}" for op, n in k.op_counts if n and (op.startswith(("Q", "Dynamic")) or "Integer" in op))
+    if result.recipe.mode == "fp16":
+        rows.append(("nodes computing in fp16", "", f"{k.fp16_nodes} of {k.fp16_candidates}", ""))
+    else:
+        rows.append(("int8 compute kernels run", "", str(k.int8_compute), ops))
+    rows.append(("float compute kernels run", "", str(k.float_compute), ""))
+    parts = [table(["", "fp32", result.recipe.name, "change"], rows, title=title)]
+    if result.kept_float:
+        parts += ["", table(
+            ["kept in float", "op", "why", "cost (points)", "drop after"],
+            [(kf.node, kf.op_type, kf.reason, _points(kf.cost_points), _points(kf.drop_after_points))
+             for kf in result.kept_float])]
+    if result.candidates:
+        parts += ["", table(
+            ["recipe tried", f"drop ({_short(result.selection_data)})", "speedup", "int8 kernels", "within budget",
+             "chosen", "note"],
+            [(c.recipe.name, _points(c.drop_points), "-" if c.speedup is None else f"{c.speedup:.2f}x", c.int8_compute,
+              "yes" if c.within_budget else "no", "yes" if c.chosen else "", c.note) for c in result.candidates])]
+    if result.calibration:
+        parts.append(f"\ncalibration: {result.calibration} ({result.recipe.method})")
+    parts += [f"note: {n}" for n in result.notes]
+    return "\n".join(parts)
+
+
+def _points(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _short(data: str | None) -> str:
+    return (data or "").replace("digits ", "").replace(" split", "")
 
 
 # --------------------------------------------------------------------------------------- bench
@@ -420,6 +533,52 @@ def _where(s: Any) -> str:
 
 # --------------------------------------------------------------------------------------- build
 # (section owned by build: issue 7)
+@cli.command("build")
+@click.argument("models", nargs=-1)
+@click.option("--all", "build_all", is_flag=True, help="Build every trainable zoo model.")
+@click.option("--models-dir", type=click.Path(file_okay=False), default="models", show_default=True)
+@click.option("--force", is_flag=True, help="Redo every stage, even where nothing changed.")
+@click.option("--max-accuracy-drop", type=click.FloatRange(min=0), default=0.5, show_default=True,
+              help="Quantization budget in accuracy points.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@json_option
+@verbose_option
+def build_command(models: tuple[str, ...], build_all: bool, models_dir: str, force: bool, max_accuracy_drop: float,
+                  seed: int, as_json: bool) -> None:
+    """Train, export, validate, quantize and bench zoo MODELS into MODELS_DIR/<name>/ with a model card."""
+    from pathlib import Path
+
+    from tqdm import tqdm
+
+    from edgenn.build import STAGES, BuildOptions, build, buildable
+
+    names = buildable() if build_all else list(models)
+    if not names:
+        raise click.UsageError("name one or more models, or --all")
+    options = BuildOptions(models_dir=Path(models_dir), force=force, seed=seed, max_accuracy_drop=max_accuracy_drop,
+                           verbose=is_verbose())
+    bar = tqdm(total=len(names) * len(STAGES), desc="build", unit="stage", file=sys.stderr, disable=as_json or None)
+    seen: set[tuple[str, str]] = set()
+
+    def progress(model: str, what: str) -> None:
+        stage = what.split(":", 1)[0]
+        if (model, stage) not in seen:
+            seen.add((model, stage))
+            bar.update(1)
+        bar.set_description(f"{model} {what}"[:60])
+
+    try:
+        results = build(names, options, progress)
+    finally:
+        bar.close()
+    if as_json:
+        click.echo(to_json([r.to_dict() for r in results]))
+        return
+    click.echo(table(["model", "stage", "done", "seconds", "result"],
+                     [(r.name, s.stage, "unchanged" if s.skipped else "built", f"{s.seconds:.1f}", s.summary)
+                      for r in results for s in r.stages]))
+    for r in results:
+        click.echo(f"{r.name}: {r.folder}/card.json, {r.folder}/README.md")
 
 
 if __name__ == "__main__":
