@@ -1,0 +1,131 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from edgenn import zoo
+from edgenn.build import BuildOptions, build, buildable
+from edgenn.cli import cli
+from edgenn.errors import EdgennError
+from edgenn.runtime import Model
+
+REPO = Path(__file__).resolve().parent.parent
+COMMITTED = REPO / "models"
+# Fast settings for tests: the bench stage's timings are not what is tested here.
+FAST = dict(bench_seconds=0.2)
+
+
+def committed_cards():
+    return sorted(COMMITTED.glob("*/card.json"))
+
+
+def accuracy(model: Model, inputs: np.ndarray, labels: np.ndarray) -> float:
+    scores = model.predict(inputs)[model.outputs[0].name]
+    return float(np.mean(scores.argmax(axis=1) == labels))
+
+
+def test_every_buildable_model_is_committed():
+    assert sorted(p.parent.name for p in committed_cards()) == sorted(buildable())
+
+
+@pytest.mark.parametrize("card_path", committed_cards(), ids=lambda p: p.parent.name)
+def test_committed_artifacts_reproduce_their_card(card_path, digits):
+    card = json.loads(card_path.read_text())
+    folder = card_path.parent
+    entry = zoo.entry(card["model"])
+    inputs, labels = digits.test.inputs(entry.preprocessing), digits.test.labels
+    fp32 = Model(folder / card["export"]["file"], providers="cpu")
+    assert fp32.labels == entry.labels
+    assert accuracy(fp32, inputs, labels) == pytest.approx(card["quantized"]["fp32_accuracy"], abs=1e-9)
+    assert card["quantized"]["fp32_accuracy"] == pytest.approx(card["training"]["test_accuracy"], abs=1e-6)
+    assert card["training"]["test_accuracy"] >= entry.accuracy_target
+    quantized = Model(folder / card["quantized"]["file"], providers="cpu")
+    # int8 kernels differ by CPU instruction set (VNNI or not): allow one image of 360 to flip
+    assert accuracy(quantized, inputs, labels) == pytest.approx(card["quantized"]["accuracy"], abs=1.01 / 360)
+    assert (folder / "model.safetensors").is_file() and (folder / "README.md").is_file()
+
+
+@pytest.fixture(scope="module")
+def mlp_build(tmp_path_factory):
+    models_dir = tmp_path_factory.mktemp("models")
+    first = build(["mlp"], BuildOptions(models_dir=models_dir, **FAST))[0]
+    return models_dir, first
+
+
+def test_fast_rebuild_matches_the_committed_card(mlp_build, digits):
+    models_dir, result = mlp_build
+    assert all(not s.skipped for s in result.stages)
+    committed = json.loads((COMMITTED / "mlp" / "card.json").read_text())
+    rebuilt = json.loads((models_dir / "mlp" / "card.json").read_text())
+    assert rebuilt["training"]["test_accuracy"] == committed["training"]["test_accuracy"]
+    assert rebuilt["quantized"]["fp32_accuracy"] == committed["quantized"]["fp32_accuracy"]
+    x = digits.test.inputs(zoo.entry("mlp").preprocessing)
+    old = Model(COMMITTED / "mlp" / "model.onnx").predict(x)["output"]
+    new = Model(models_dir / "mlp" / "model.onnx").predict(x)["output"]
+    np.testing.assert_allclose(new, old, atol=1e-4, rtol=1e-3)
+
+
+def test_unchanged_stages_are_not_redone(mlp_build):
+    models_dir, _ = mlp_build
+    again = build(["mlp"], BuildOptions(models_dir=models_dir, **FAST))[0]
+    assert [s.skipped for s in again.stages] == [True, True, True, True]
+    # a new accuracy budget changes the quantize stage's inputs, and so the bench's
+    budget = build(["mlp"], BuildOptions(models_dir=models_dir, max_accuracy_drop=0.25, **FAST))[0]
+    assert [s.skipped for s in budget.stages] == [True, True, False, False]
+    # an artifact that went missing is rebuilt, and what depends on it
+    (models_dir / "mlp" / "model.onnx").unlink()
+    missing = build(["mlp"], BuildOptions(models_dir=models_dir, max_accuracy_drop=0.25, **FAST))[0]
+    assert [s.skipped for s in missing.stages][:2] == [True, False]
+    forced = build(["mlp"], BuildOptions(models_dir=models_dir, force=True, max_accuracy_drop=0.25, **FAST))[0]
+    assert not any(s.skipped for s in forced.stages)
+
+
+def test_interrupted_build_resumes_without_half_files(tmp_path):
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    cmd = [sys.executable, "-m", "edgenn.cli", "build", "mlp", "--models-dir", str(tmp_path)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    state = tmp_path / "mlp" / "build.json"
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            if state.is_file() and "train" in json.loads(state.read_text() or "{}").get("stages", {}):
+                break
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGKILL)  # mid-export (or soon after): a hard kill, no clean-up
+    finally:
+        proc.wait(timeout=30)
+    folder = tmp_path / "mlp"
+    import onnx
+
+    for artifact in folder.glob("*.onnx"):
+        onnx.checker.check_model(str(artifact))  # any artifact there is whole
+    (folder / ".model.onnx.crash.tmp").write_bytes(b"half a file")  # as a kill mid-write leaves
+    resumed = build(["mlp"], BuildOptions(models_dir=tmp_path, **FAST))[0]
+    assert resumed.stages[0].skipped, "training finished before the kill and must not be redone"
+    assert not list(folder.glob(".*.tmp"))
+    assert Model(folder / "model.quant.onnx").predict(np.zeros((2, 64), np.float32))["output"].shape == (2, 10)
+
+
+def test_build_errors(tmp_path):
+    with pytest.raises(EdgennError, match="unknown model 'nope'"):
+        build(["nope"], BuildOptions(models_dir=tmp_path))
+    with pytest.raises(EdgennError, match="no dataset to train on"):
+        build(["mlp_tutorial"], BuildOptions(models_dir=tmp_path))
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    result = CliRunner().invoke(cli, ["build", "mlp", "--models-dir", str(blocker / "models")])
+    assert result.exit_code == 1
+    assert "cannot write to output folder" in result.output and "Traceback" not in result.output
+
+
+def test_reference_table_is_up_to_date():
+    result = subprocess.run([sys.executable, str(REPO / "tools" / "reference_table.py"), "--check"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
