@@ -11,9 +11,10 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from edgenn import zoo
 from edgenn.errors import EdgennError
@@ -62,8 +63,12 @@ class ModelBuild:
     card: dict[str, Any] = field(repr=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "folder": str(self.folder), "stages": [s.to_dict() for s in self.stages],
-                "card": self.card}
+        return {
+            "name": self.name,
+            "folder": str(self.folder),
+            "stages": [s.to_dict() for s in self.stages],
+            "card": self.card,
+        }
 
 
 Progress = Callable[[str, str], None]  # (model, what runs now)
@@ -73,7 +78,9 @@ def buildable() -> list[str]:
     return [n for n in zoo.names() if zoo.entry(n).trainable]
 
 
-def build(names: Sequence[str], options: BuildOptions = BuildOptions(), progress: Progress | None = None) -> list[ModelBuild]:
+def build(
+    names: Sequence[str], options: BuildOptions = BuildOptions(), progress: Progress | None = None
+) -> list[ModelBuild]:
     """Build each zoo model in `names` into `options.models_dir/<name>/`."""
     for name in names:
         if not zoo.entry(name).trainable:
@@ -97,10 +104,17 @@ def _build_one(name: str, folder: Path, options: BuildOptions, progress: Progres
             continue
         progress(name, stage)
         started = time.perf_counter()
-        outputs, summary, record = _STAGE_RUNNERS[stage](name, folder, options, lambda text: progress(name, f"{stage}: {text}"))
+        outputs, summary, record = _STAGE_RUNNERS[stage](
+            name, folder, options, lambda text, stage=stage: progress(name, f"{stage}: {text}")
+        )
         seconds = time.perf_counter() - started
-        state[stage] = {"key": key, "outputs": outputs, "summary": summary, "seconds": round(seconds, 2),
-                        "record": record}
+        state[stage] = {
+            "key": key,
+            "outputs": outputs,
+            "summary": summary,
+            "seconds": round(seconds, 2),
+            "record": record,
+        }
         _write_state(folder, state)
         runs.append(StageRun(stage, False, seconds, summary))
     card = _write_card(name, folder, state, options)
@@ -123,8 +137,9 @@ def _train(name: str, folder: Path, options: BuildOptions, step: Callable[[str],
 def _export(name: str, folder: Path, options: BuildOptions, step: Callable[[str], None]):
     from edgenn.export import ExportOptions, export_source
 
-    result = export_source(name, folder / FP32, weights=folder / WEIGHTS,
-                           options=ExportOptions(verbose=options.verbose), on_step=step).raise_for_failure()
+    result = export_source(
+        name, folder / FP32, weights=folder / WEIGHTS, options=ExportOptions(verbose=options.verbose), on_step=step
+    ).raise_for_failure()
     record = result.to_dict()
     record["path"] = FP32
     summary = f"{result.exporter} opset {result.opset}, worst max abs error {result.validation.worst_max_abs_error:.2g}"
@@ -134,38 +149,62 @@ def _export(name: str, folder: Path, options: BuildOptions, step: Callable[[str]
 def _quantize(name: str, folder: Path, options: BuildOptions, step: Callable[[str], None]):
     from edgenn.quantize import QuantizeOptions, quantize
 
-    result = quantize(folder / FP32, folder / QUANTIZED,
-                      QuantizeOptions(mode="auto", max_accuracy_drop=options.max_accuracy_drop,
-                                      seed=options.seed, verbose=options.verbose), on_step=step)
+    result = quantize(
+        folder / FP32,
+        folder / QUANTIZED,
+        QuantizeOptions(
+            mode="auto", max_accuracy_drop=options.max_accuracy_drop, seed=options.seed, verbose=options.verbose
+        ),
+        on_step=step,
+    )
     record = result.to_dict()
     record["source"], record["output"] = FP32, QUANTIZED
     ev = result.evaluation
-    summary = (f"{result.recipe.name}: {100 * ev.quantized_accuracy:.2f}% "
-               f"({0.0 - ev.drop_points:+.2f} points), {100 * ev.size_ratio:.0f}% of the fp32 size")
+    summary = (
+        f"{result.recipe.name}: {100 * ev.quantized_accuracy:.2f}% "
+        f"({0.0 - ev.drop_points:+.2f} points), {100 * ev.size_ratio:.0f}% of the fp32 size"
+    )
     return [QUANTIZED], summary, record
 
 
 def _bench(name: str, folder: Path, options: BuildOptions, step: Callable[[str], None]):
     from edgenn.bench import BenchOptions, bench
-
     from edgenn.specs import BATCH, TensorSpec
 
     # Dynamic dims other than the batch (the recurrent models' sequence) are benched at 8 rows.
-    fixed = tuple(TensorSpec(s.name, tuple(d if isinstance(d, int) or d == BATCH else 8 for d in s.shape), s.dtype)
-                  for s in zoo.entry(name).inputs)
-    bench_options = BenchOptions(threads=(options.bench_threads,), batches=(1, 64), seconds=options.bench_seconds,
-                                 inputs=fixed)
-    report = bench([folder / FP32, folder / QUANTIZED], eager=name, weights=folder / WEIGHTS, options=bench_options,
-                   progress=lambda done, total, what: step(f"{done}/{total} {what}"))
+    fixed = tuple(
+        TensorSpec(s.name, tuple(d if isinstance(d, int) or d == BATCH else 8 for d in s.shape), s.dtype)
+        for s in zoo.entry(name).inputs
+    )
+    bench_options = BenchOptions(
+        threads=(options.bench_threads,), batches=(1, 64), seconds=options.bench_seconds, inputs=fixed
+    )
+    report = bench(
+        [folder / FP32, folder / QUANTIZED],
+        eager=name,
+        weights=folder / WEIGHTS,
+        options=bench_options,
+        progress=lambda done, total, what: step(f"{done}/{total} {what}"),
+    )
     rows = []
     for r in report.results:
-        rows.append({"variant": _variant_label(r.variant), "batch": r.batch, "threads": r.threads,
-                     "median_ms": r.latency_ms.median, "p90_ms": r.latency_ms.p90,
-                     "throughput_per_s": r.throughput,
-                     "speedup_vs_eager": r.speedup.median if r.speedup else None})
+        rows.append(
+            {
+                "variant": _variant_label(r.variant),
+                "batch": r.batch,
+                "threads": r.threads,
+                "median_ms": r.latency_ms.median,
+                "p90_ms": r.latency_ms.p90,
+                "throughput_per_s": r.throughput,
+                "speedup_vs_eager": r.speedup.median if r.speedup else None,
+            }
+        )
     fp32_64 = next((r for r in rows if r["variant"] == "fp32" and r["batch"] == 64), None)
-    summary = "measured" if fp32_64 is None else (
-        f"fp32 batch 64: {fp32_64['median_ms']:.3f} ms, {fp32_64['speedup_vs_eager']:.2f}x eager")
+    summary = (
+        "measured"
+        if fp32_64 is None
+        else (f"fp32 batch 64: {fp32_64['median_ms']:.3f} ms, {fp32_64['speedup_vs_eager']:.2f}x eager")
+    )
     record = {"rows": rows, "environment": report.environment.to_dict(), "options": bench_options.to_dict()}
     return [], summary, record
 
@@ -184,8 +223,12 @@ def _variant_label(variant: str) -> str:
 def _stage_key(stage: str, name: str, folder: Path, options: BuildOptions) -> str:
     """What a stage's result depends on: its settings and the bytes of the files it reads."""
     versions = library_versions()
-    settings: dict[str, Any] = {"stage": stage, "model": name, "recipe": RECIPE_VERSION,
-                                "libraries": {k: versions.get(k) for k in ("torch", "onnx", "onnxruntime", "numpy")}}
+    settings: dict[str, Any] = {
+        "stage": stage,
+        "model": name,
+        "recipe": RECIPE_VERSION,
+        "libraries": {k: versions.get(k) for k in ("torch", "onnx", "onnxruntime", "numpy")},
+    }
     if stage == "train":
         from edgenn.train import TrainConfig
 
@@ -256,32 +299,65 @@ def _write_card(name: str, folder: Path, state: dict[str, Any], options: BuildOp
         "model": name,
         "description": entry.description,
         "edgenn_version": edgenn_version(),
-        "architecture": {"parameters": summary.total_parameters, "layers": [
-            {"name": r.name, "type": r.kind, "output_shape": list(r.output_shape), "parameters": r.parameters}
-            for r in summary.layers]},
+        "architecture": {
+            "parameters": summary.total_parameters,
+            "layers": [
+                {"name": r.name, "type": r.kind, "output_shape": list(r.output_shape), "parameters": r.parameters}
+                for r in summary.layers
+            ],
+        },
         "inputs": [s.to_dict() for s in entry.inputs],
         "labels": list(entry.labels),
-        "data": {"dataset": "scikit-learn digits (bundled, 1,797 8x8 images)",
-                 "split": "train 1077 / validation 360 / test 360, stratified, seed 0",
-                 "preprocessing": entry.preprocessing.to_dict() if entry.preprocessing else None},
-        "training": {"config": train["config"], "test_accuracy": train["test_accuracy"],
-                     "val_accuracy": train["val_accuracy"], "best_epoch": train["best_epoch"],
-                     "train_seconds": train["train_seconds"]},
-        "export": {"file": FP32, "exporter": export["exporter"], "opset": export["opset"],
-                   "nodes": export["node_count"], "bytes": export["file_bytes"],
-                   "parity": [{"case": p["case"], "max_abs_error": max(o["max_abs_error"] for o in p["outputs"]),
-                               "argmax_agreement": min((o["argmax_agreement"] for o in p["outputs"]
-                                                        if o["argmax_agreement"] is not None), default=None)}
-                              for p in export["validation"]["parity"]],
-                   "dynamic_dims": export["validation"]["dynamic_dims"]},
-        "quantized": {"file": QUANTIZED, "recipe": quant["recipe"], "kept_float": quant["kept_float"],
-                      "fp32_accuracy": ev["fp32_accuracy"], "accuracy": ev["quantized_accuracy"],
-                      "drop_points": ev["drop_points"], "argmax_agreement": ev["argmax_agreement"],
-                      "max_abs_error": ev["max_abs_error"], "bytes": ev["quantized_bytes"],
-                      "size_ratio": ev["size_ratio"], "int8_kernels": ev["kernels"], "notes": quant["notes"]},
+        "data": {
+            "dataset": "scikit-learn digits (bundled, 1,797 8x8 images)",
+            "split": "train 1077 / validation 360 / test 360, stratified, seed 0",
+            "preprocessing": entry.preprocessing.to_dict() if entry.preprocessing else None,
+        },
+        "training": {
+            "config": train["config"],
+            "test_accuracy": train["test_accuracy"],
+            "val_accuracy": train["val_accuracy"],
+            "best_epoch": train["best_epoch"],
+            "train_seconds": train["train_seconds"],
+        },
+        "export": {
+            "file": FP32,
+            "exporter": export["exporter"],
+            "opset": export["opset"],
+            "nodes": export["node_count"],
+            "bytes": export["file_bytes"],
+            "parity": [
+                {
+                    "case": p["case"],
+                    "max_abs_error": max(o["max_abs_error"] for o in p["outputs"]),
+                    "argmax_agreement": min(
+                        (o["argmax_agreement"] for o in p["outputs"] if o["argmax_agreement"] is not None), default=None
+                    ),
+                }
+                for p in export["validation"]["parity"]
+            ],
+            "dynamic_dims": export["validation"]["dynamic_dims"],
+        },
+        "quantized": {
+            "file": QUANTIZED,
+            "recipe": quant["recipe"],
+            "kept_float": quant["kept_float"],
+            "fp32_accuracy": ev["fp32_accuracy"],
+            "accuracy": ev["quantized_accuracy"],
+            "drop_points": ev["drop_points"],
+            "argmax_agreement": ev["argmax_agreement"],
+            "max_abs_error": ev["max_abs_error"],
+            "bytes": ev["quantized_bytes"],
+            "size_ratio": ev["size_ratio"],
+            "int8_kernels": ev["kernels"],
+            "notes": quant["notes"],
+        },
         "weights": {"file": WEIGHTS, "bytes": (folder / WEIGHTS).stat().st_size},
-        "latency": {"rows": bench_["rows"], "threads": options.bench_threads,
-                    "cpu": bench_["environment"].get("cpu_model")},
+        "latency": {
+            "rows": bench_["rows"],
+            "threads": options.bench_threads,
+            "cpu": bench_["environment"].get("cpu_model"),
+        },
         "versions": library_versions(),
         "rebuild": [
             f"edgenn build {name} --models-dir {models_dir}",

@@ -15,19 +15,20 @@ import re
 import tempfile
 import time
 import warnings
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
+from edgenn import specs as meta
 from edgenn.errors import EdgennError, ExportError, ValidationError
 from edgenn.fileio import atomic_path
 from edgenn.parity import Tolerance
 from edgenn.runners import TorchRunner, flatten_outputs
 from edgenn.sources import LoadedSource, load_source
-from edgenn import specs as meta
 from edgenn.specs import BATCH, Preprocessing, TensorSpec
 from edgenn.validate import ParityCase, ValidationReport, feeds_from_tensors, format_dims, onnx_dims, validate
 from edgenn.versions import edgenn_version, library_versions
@@ -49,7 +50,7 @@ class ExportOptions:
     verbose: bool = False  # let the exporters print their own progress and warnings
     output_names: tuple[str, ...] = ()
 
-    def checked(self) -> "ExportOptions":
+    def checked(self) -> ExportOptions:
         if self.exporter not in EXPORTERS:
             raise EdgennError(f"unknown exporter {self.exporter!r}; valid: {', '.join(EXPORTERS)}")
         if not self.parity_batches or min(self.parity_batches) < 1:
@@ -80,7 +81,7 @@ class ExportResult:
     def passed(self) -> bool:
         return self.validation.passed
 
-    def raise_for_failure(self) -> "ExportResult":
+    def raise_for_failure(self) -> ExportResult:
         if not self.passed:
             kept = f"kept at {self.path}" if self.path else "no file written (keep_invalid keeps it)"
             raise ValidationError(f"validation failed: {self.validation.first_failure}; {kept}")
@@ -170,8 +171,15 @@ def export(
     if loaded is None:
         examples = _as_tuple(example_inputs)
         specs = tuple(input_specs) if input_specs else _specs_for(examples)
-        loaded = LoadedSource(source or type(module).__name__, module, specs, tuple(labels), preprocessing,
-                              accuracy, user_examples=examples or None)
+        loaded = LoadedSource(
+            source or type(module).__name__,
+            module,
+            specs,
+            tuple(labels),
+            preprocessing,
+            accuracy,
+            user_examples=examples or None,
+        )
     specs = _batch_specs(loaded.input_specs, options.dynamic_batch)
     loaded = replace(loaded, input_specs=specs)
     export_batch = EXPORT_BATCH if options.dynamic_batch else _static_batch(specs)
@@ -222,8 +230,22 @@ def export(
                 raise _Discard()
     except _Discard:
         kept = None
-    return ExportResult(kept, loaded.name, exporter, note, options.opset, opset, specs, out_specs,
-                        len(proto.graph.node), size, export_seconds, validate_seconds, report, final_meta)
+    return ExportResult(
+        kept,
+        loaded.name,
+        exporter,
+        note,
+        options.opset,
+        opset,
+        specs,
+        out_specs,
+        len(proto.graph.node),
+        size,
+        export_seconds,
+        validate_seconds,
+        report,
+        final_meta,
+    )
 
 
 class _Discard(Exception):
@@ -264,7 +286,9 @@ def _static_batch(specs: Sequence[TensorSpec]) -> int:
     return first if isinstance(first, int) else 1
 
 
-def _run_eager(module: nn.Module, examples: tuple[torch.Tensor, ...], specs: Sequence[TensorSpec]) -> list[torch.Tensor]:
+def _run_eager(
+    module: nn.Module, examples: tuple[torch.Tensor, ...], specs: Sequence[TensorSpec]
+) -> list[torch.Tensor]:
     shown = ", ".join(f"{s.name}: {format_dims(tuple(t.shape))} {s.dtype}" for s, t in zip(specs, examples))
     try:
         with torch.no_grad():
@@ -299,7 +323,9 @@ def _export_proto(module, examples, specs, output_names, options, step) -> tuple
         else:
             note = f"TorchScript exporter, because the dynamo exporter failed ({failures[0].split(': ', 1)[1]})"
         return proto, exporter, note
-    raise ExportError("export failed: " + "; ".join(f"{f.split(': ', 1)[0]} exporter: {f.split(': ', 1)[1]}" for f in failures))
+    raise ExportError(
+        "export failed: " + "; ".join(f"{f.split(': ', 1)[0]} exporter: {f.split(': ', 1)[1]}" for f in failures)
+    )
 
 
 def _export_dynamo(module, examples, specs, output_names, options):
@@ -477,15 +503,19 @@ def _doc_string(loaded, specs, exporter, opset, report: ValidationReport | None 
     parts.append("Inputs: " + ", ".join(str(s) for s in specs) + ".")
     if loaded.preprocessing is not None:
         p = loaded.preprocessing
-        parts.append(f"Preprocessing: grey-scale digit, {p.source_size[0]}x{p.source_size[1]} in [0, 1], layout {p.layout}"
-                     + (f" resized to {p.size[0]}x{p.size[1]}." if p.layout == "image" else "."))
+        parts.append(
+            f"Preprocessing: grey-scale digit, {p.source_size[0]}x{p.source_size[1]} in [0, 1], layout {p.layout}"
+            + (f" resized to {p.size[0]}x{p.size[1]}." if p.layout == "image" else ".")
+        )
     if loaded.labels:
         parts.append(f"Labels: {', '.join(loaded.labels)}.")
     if loaded.accuracy is not None:
         parts.append(f"Test accuracy (digits): {100 * loaded.accuracy:.2f}%.")
     if report is not None:
         cases = ", ".join(label for label, _ in report.parity)
-        parts.append(f"Validated against eager PyTorch ({cases}): worst max abs error {report.worst_max_abs_error:.3g}.")
+        parts.append(
+            f"Validated against eager PyTorch ({cases}): worst max abs error {report.worst_max_abs_error:.3g}."
+        )
     return " ".join(parts)
 
 
@@ -493,9 +523,13 @@ def _validation_summary(report: ValidationReport) -> dict[str, Any]:
     return {
         "passed": report.passed,
         "cases": [
-            {"case": label, "max_abs_error": p.max_abs_error,
-             "argmax_agreement": min((o.argmax_agreement for o in p.outputs if o.argmax_agreement is not None),
-                                     default=None)}
+            {
+                "case": label,
+                "max_abs_error": p.max_abs_error,
+                "argmax_agreement": min(
+                    (o.argmax_agreement for o in p.outputs if o.argmax_agreement is not None), default=None
+                ),
+            }
             for label, p in report.parity
         ],
         "dynamic_dims": report.dynamic_dims,
@@ -511,12 +545,16 @@ def _save(proto: Any, target: Path) -> None:
 def _parity_batches(options: ExportOptions, export_batch: int) -> tuple[tuple[int, ...], tuple[str, ...]]:
     if options.dynamic_batch:
         return tuple(options.parity_batches), ()
-    skipped = tuple(f"batch {b}: the batch dim is static ({export_batch})" for b in options.parity_batches if b != export_batch)
+    skipped = tuple(
+        f"batch {b}: the batch dim is static ({export_batch})" for b in options.parity_batches if b != export_batch
+    )
     return (export_batch,), skipped
 
 
 def _parity_cases(loaded: LoadedSource, batches: Sequence[int]) -> list[ParityCase]:
-    cases = [ParityCase(f"batch {b}", b, feeds_from_tensors(loaded.input_specs, loaded.example_inputs(b))) for b in batches]
+    cases = [
+        ParityCase(f"batch {b}", b, feeds_from_tensors(loaded.input_specs, loaded.example_inputs(b))) for b in batches
+    ]
     # Dynamic dims other than batch (a sequence length, say) are tested at a second size.
     other = {str(d) for s in loaded.input_specs for d in s.shape if isinstance(d, str) and d != BATCH}
     if other:

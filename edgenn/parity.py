@@ -5,8 +5,9 @@ numpy only (bottom layer): validation after export, quantization checks and the 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], title: str = "") -> str:
@@ -79,7 +80,8 @@ def render_card(card: dict[str, Any]) -> str:
         "",
         "| | fp32 (`model.onnx`) | quantized (`model.quant.onnx`) |",
         "|---|---|---|",
-        f"| test accuracy | {percent(q['fp32_accuracy'])} | {percent(q['accuracy'])} ({0.0 - q['drop_points']:+.2f} points) |",
+        f"| test accuracy | {percent(q['fp32_accuracy'])} | "
+        f"{percent(q['accuracy'])} ({0.0 - q['drop_points']:+.2f} points) |",
         f"| file size | {e['bytes'] / 1024:.1f} KiB | {q['bytes'] / 1024:.1f} KiB ({100 * q['size_ratio']:.0f}%) |",
         f"| recipe | {e['exporter']} exporter, opset {e['opset']}, {e['nodes']} nodes | {q['recipe']['name']} |",
         "",
@@ -88,28 +90,68 @@ def render_card(card: dict[str, Any]) -> str:
     ]
     kept = [k for k in q["kept_float"]]
     if kept:
-        lines += ["", "Kept in float: " + ", ".join(f"`{k['node']}` ({k['op_type']}, {k['reason']})" for k in kept) + "."]
-    lines += ["", "## Parity of the export (eager PyTorch vs onnxruntime, real test digits)", "",
-              "| case | max abs error | argmax agreement |", "|---|---|---|"]
+        lines += [
+            "",
+            "Kept in float: " + ", ".join(f"`{k['node']}` ({k['op_type']}, {k['reason']})" for k in kept) + ".",
+        ]
+    lines += [
+        "",
+        "## Parity of the export (eager PyTorch vs onnxruntime, real test digits)",
+        "",
+        "| case | max abs error | argmax agreement |",
+        "|---|---|---|",
+    ]
     lines += [f"| {p['case']} | {p['max_abs_error']:.3g} | {percent(p['argmax_agreement'])} |" for p in e["parity"]]
-    lines += ["", f"Dynamic dims: " + ", ".join(f"{k}: {', '.join(v)}" for k, v in e["dynamic_dims"].items()), ""]
+    lines += ["", "Dynamic dims: " + ", ".join(f"{k}: {', '.join(v)}" for k, v in e["dynamic_dims"].items()), ""]
     lat = card["latency"]
-    lines += [f"## Latency ({lat['cpu']}, {lat['threads']} thread(s), onnxruntime CPU provider, medians)", "",
-              "| variant | batch | median ms | p90 ms | samples/s | vs eager |", "|---|---|---|---|---|---|"]
+    lines += [
+        f"## Latency ({lat['cpu']}, {lat['threads']} thread(s), onnxruntime CPU provider, medians)",
+        "",
+        "| variant | batch | median ms | p90 ms | samples/s | vs eager |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in lat["rows"]:
-        ratio = "1 (baseline)" if r["variant"] == "eager" else (
-            "-" if r["speedup_vs_eager"] is None else f"{r['speedup_vs_eager']:.2f}x")
-        lines.append(f"| {r['variant']} | {r['batch']} | {r['median_ms']:.4f} | {r['p90_ms']:.4f} | "
-                     f"{r['throughput_per_s']:,.0f} | {ratio} |")
-    lines += ["", "## Training", "",
-              f"{card['data']['dataset']}; {card['data']['split']}.",
-              f"Test accuracy {percent(t['test_accuracy'])} (validation {percent(t['val_accuracy'])}, best epoch "
-              f"{t['best_epoch']} of {t['config']['epochs']}), {t['train_seconds']:.1f} s of training. Config: "
-              + ", ".join(f"{k} {v}" for k, v in t["config"].items() if k != "model") + ".",
-              "", "## Architecture", "", f"{card['architecture']['parameters']:,} parameters.", "",
-              "| layer | type | output shape | parameters |", "|---|---|---|---|"]
-    lines += [f"| {r['name']} | {r['type']} | {'x'.join(map(str, r['output_shape']))} | {r['parameters']:,} |"
-              for r in card["architecture"]["layers"]]
-    lines += ["", "## Rebuild", "", "```bash", *card["rebuild"], "```", "", "## Versions", "",
-              ", ".join(f"{k} {v}" for k, v in card["versions"].items()), ""]
+        ratio = (
+            "1 (baseline)"
+            if r["variant"] == "eager"
+            else ("-" if r["speedup_vs_eager"] is None else f"{r['speedup_vs_eager']:.2f}x")
+        )
+        lines.append(
+            f"| {r['variant']} | {r['batch']} | {r['median_ms']:.4f} | {r['p90_ms']:.4f} | "
+            f"{r['throughput_per_s']:,.0f} | {ratio} |"
+        )
+    lines += [
+        "",
+        "## Training",
+        "",
+        f"{card['data']['dataset']}; {card['data']['split']}.",
+        f"Test accuracy {percent(t['test_accuracy'])} (validation {percent(t['val_accuracy'])}, best epoch "
+        f"{t['best_epoch']} of {t['config']['epochs']}), {t['train_seconds']:.1f} s of training. Config: "
+        + ", ".join(f"{k} {v}" for k, v in t["config"].items() if k != "model")
+        + ".",
+        "",
+        "## Architecture",
+        "",
+        f"{card['architecture']['parameters']:,} parameters.",
+        "",
+        "| layer | type | output shape | parameters |",
+        "|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['name']} | {r['type']} | {'x'.join(map(str, r['output_shape']))} | {r['parameters']:,} |"
+        for r in card["architecture"]["layers"]
+    ]
+    lines += [
+        "",
+        "## Rebuild",
+        "",
+        "```bash",
+        *card["rebuild"],
+        "```",
+        "",
+        "## Versions",
+        "",
+        ", ".join(f"{k} {v}" for k, v in card["versions"].items()),
+        "",
+    ]
     return "\n".join(lines)

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgenn.errors import EdgennError, ExportError, InputError
+from edgenn.errors import EdgennError, InputError
 from edgenn.specs import BATCH, Preprocessing, TensorSpec
 
 # Dynamic dims other than batch get this size in generated example inputs unless told otherwise.
@@ -110,7 +110,9 @@ def load_source(
     return LoadedSource(spec, module.eval(), specs, user_examples=examples)
 
 
-def _load_zoo(name: str, weights: Any, input_specs: tuple[TensorSpec, ...], softmax_output: bool | None) -> LoadedSource:
+def _load_zoo(
+    name: str, weights: Any, input_specs: tuple[TensorSpec, ...], softmax_output: bool | None
+) -> LoadedSource:
     from edgenn import zoo
     from edgenn.checkpoint import load_weights
 
@@ -158,7 +160,9 @@ def _import_location(location: str) -> Any:
     try:
         return importlib.import_module(location)
     except ModuleNotFoundError as exc:
-        raise EdgennError(f"module {location!r} not found ({exc.name} is not importable); check the name or PYTHONPATH") from None
+        raise EdgennError(
+            f"module {location!r} not found ({exc.name} is not importable); check the name or PYTHONPATH"
+        ) from None
     except Exception as exc:
         raise EdgennError(f"importing {location!r} failed: {type(exc).__name__}: {_first_line(exc)}") from None
 
@@ -173,7 +177,9 @@ def _build(obj: Any, spec: str) -> tuple[nn.Module, tuple[torch.Tensor, ...] | N
     try:
         made = obj()
     except Exception as exc:
-        raise EdgennError(f"calling {spec!r} with no arguments failed: {type(exc).__name__}: {_first_line(exc)}") from None
+        raise EdgennError(
+            f"calling {spec!r} with no arguments failed: {type(exc).__name__}: {_first_line(exc)}"
+        ) from None
     if isinstance(made, nn.Module):
         return made, None
     if isinstance(made, tuple) and len(made) == 2 and isinstance(made[0], nn.Module):

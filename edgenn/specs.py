@@ -7,8 +7,9 @@ This module is part of the bottom layer: it imports numpy and nothing heavier, s
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any, Mapping, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -45,8 +46,7 @@ class TensorSpec:
     def __post_init__(self) -> None:
         if self.dtype not in _SUPPORTED_DTYPES:
             raise InputError(
-                f"input {self.name!r}: unsupported dtype {self.dtype!r}; "
-                f"use one of {', '.join(_SUPPORTED_DTYPES)}"
+                f"input {self.name!r}: unsupported dtype {self.dtype!r}; use one of {', '.join(_SUPPORTED_DTYPES)}"
             )
 
     @property
@@ -64,24 +64,25 @@ class TensorSpec:
             elif d in sizes:
                 out.append(sizes[d])
             else:
+                example = "x".join(str(x) if isinstance(x, int) else "8" for x in self.shape)
                 raise InputError(
                     f"input {self.name!r}: dimension {d!r} is dynamic; give its size "
-                    f"(for example --input {self.name}:{'x'.join(str(x) if isinstance(x, int) else '8' for x in self.shape)}:{self.dtype})"
+                    f"(for example --input {self.name}:{example}:{self.dtype})"
                 )
         return tuple(out)
 
-    def with_batch(self, batch_dim: Dim) -> "TensorSpec":
+    def with_batch(self, batch_dim: Dim) -> TensorSpec:
         return TensorSpec(self.name, (batch_dim, *self.shape[1:]), self.dtype)
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "TensorSpec":
+    def from_dict(cls, data: Mapping[str, Any]) -> TensorSpec:
         return cls(str(data["name"]), tuple(data["shape"]), str(data.get("dtype", "float32")))
 
     @classmethod
-    def parse(cls, text: str) -> "TensorSpec":
+    def parse(cls, text: str) -> TensorSpec:
         """Parse ``name:1x3x224x224:float32`` (dtype defaults to float32).
 
         A dim written as a word (``tokens:batchxseq:int64``) is symbolic; the exporter makes the
@@ -89,9 +90,7 @@ class TensorSpec:
         """
         match = re.fullmatch(r"\s*([A-Za-z_][\w.]*)\s*:\s*([\w]+(?:x[\w]+)*)\s*(?::\s*(\w+))?\s*", text)
         if not match:
-            raise InputError(
-                f"bad input spec {text!r}: write NAME:DIMS[:DTYPE], for example x:1x3x224x224:float32"
-            )
+            raise InputError(f"bad input spec {text!r}: write NAME:DIMS[:DTYPE], for example x:1x3x224x224:float32")
         name, dims_text, dtype = match.group(1), match.group(2), match.group(3) or "float32"
         dims: list[Dim] = []
         for part in dims_text.split("x"):
@@ -134,7 +133,7 @@ class Preprocessing:
         return data
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "Preprocessing":
+    def from_dict(cls, data: Mapping[str, Any]) -> Preprocessing:
         return cls(
             layout=str(data["layout"]),
             size=tuple(data.get("size", (8, 8))),

@@ -77,7 +77,9 @@ def summarize(model: nn.Module, inputs: tuple[TensorSpec, ...], batch_size: int 
     for layer_name, module in model.named_modules():
         if layer_name and not any(True for _ in module.children()):
             hooks.append(module.register_forward_hook(record(layer_name)))
-    example = [torch.zeros(spec.concrete_shape(batch_size, sequence=8), dtype=getattr(torch, spec.dtype)) for spec in inputs]
+    example = [
+        torch.zeros(spec.concrete_shape(batch_size, sequence=8), dtype=getattr(torch, spec.dtype)) for spec in inputs
+    ]
     try:
         with torch.no_grad():
             model.eval()(*example)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import copy
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -45,7 +46,7 @@ class TrainConfig:
     seed: int = 0
 
     @classmethod
-    def for_model(cls, model: str, **overrides: Any) -> "TrainConfig":
+    def for_model(cls, model: str, **overrides: Any) -> TrainConfig:
         """The model's own defaults from the zoo, then `overrides` (None values are ignored)."""
         spec = zoo.entry(model)
         if not spec.trainable:
@@ -53,7 +54,7 @@ class TrainConfig:
         settings = {**spec.train_defaults, **{k: v for k, v in overrides.items() if v is not None}}
         return replace(cls(model=model), **settings).checked()
 
-    def checked(self) -> "TrainConfig":
+    def checked(self) -> TrainConfig:
         for value, allowed, what in (
             (self.optimizer, OPTIMIZERS, "optimizer"),
             (self.loss, LOSSES, "loss"),
@@ -216,7 +217,11 @@ def train(
     test_acc = accuracy(model, test_inputs, torch.from_numpy(np.array(data.test.labels)))
     weights = save_weights(model, cfg.model, out / "model.safetensors")
     result = TrainResult(cfg, weights, out / "train.json", test_acc, best_acc, best_epoch, seconds, tuple(history))
-    record = {**result.to_dict(), "data": data.describe(), "torch_threads": torch.get_num_threads(),
-              "versions": library_versions()}
+    record = {
+        **result.to_dict(),
+        "data": data.describe(),
+        "torch_threads": torch.get_num_threads(),
+        "versions": library_versions(),
+    }
     write_text_atomic(result.record_path, json.dumps(record, indent=2) + "\n")
     return result

@@ -7,9 +7,10 @@ somebody else's job.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -104,10 +105,14 @@ def infer_shapes(path: Path) -> StageResult:
         return StageResult("shape inference", False, time.perf_counter() - started, _first_line(exc))
     typed = len(model.graph.value_info) + len(model.graph.output)
     outputs = ", ".join(f"{o.name}: {format_dims(onnx_dims(o))}" for o in model.graph.output)
-    return StageResult("shape inference", True, time.perf_counter() - started, f"{typed} tensors typed; outputs {outputs}")
+    return StageResult(
+        "shape inference", True, time.perf_counter() - started, f"{typed} tensors typed; outputs {outputs}"
+    )
 
 
-def open_session(path: Path, providers: Sequence[str] = ("CPUExecutionProvider",)) -> tuple[StageResult, OrtRunner | None]:
+def open_session(
+    path: Path, providers: Sequence[str] = ("CPUExecutionProvider",)
+) -> tuple[StageResult, OrtRunner | None]:
     from edgenn.errors import ModelFileError
 
     started = time.perf_counter()
@@ -120,7 +125,9 @@ def open_session(path: Path, providers: Sequence[str] = ("CPUExecutionProvider",
 
 
 def onnx_dims(value_info: Any) -> list[int | str]:
-    return [d.dim_param or (d.dim_value if d.HasField("dim_value") else "?") for d in value_info.type.tensor_type.shape.dim]
+    return [
+        d.dim_param or (d.dim_value if d.HasField("dim_value") else "?") for d in value_info.type.tensor_type.shape.dim
+    ]
 
 
 def format_dims(dims: Sequence[int | str]) -> str:
@@ -182,8 +189,14 @@ def validate(
         started = time.perf_counter()
         parity = check_parity(reference, runner, cases(), tol, classifier)
         worst = max((p.max_abs_error for _, p in parity), default=0.0)
-        stages.append(StageResult("parity", all(p.passed for _, p in parity), time.perf_counter() - started,
-                                  f"{len(parity)} cases, worst max abs error {worst:.3g}"))
+        stages.append(
+            StageResult(
+                "parity",
+                all(p.passed for _, p in parity),
+                time.perf_counter() - started,
+                f"{len(parity)} cases, worst max abs error {worst:.3g}",
+            )
+        )
     return ValidationReport(tuple(stages), parity, dynamic, tuple(skipped))
 
 

@@ -126,6 +126,7 @@ def test_build_errors(tmp_path):
 
 
 def test_reference_table_is_up_to_date():
-    result = subprocess.run([sys.executable, str(REPO / "tools" / "reference_table.py"), "--check"],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "reference_table.py"), "--check"], capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stderr

@@ -232,7 +232,11 @@ def only_error_line(result):
         ("{user}:nope", [], "has no attribute 'nope'; it defines:"),
         ("{user}:NOT_A_MODULE", [], "is a int, not an nn.Module"),
         ("{user}:broken", [], "the module's forward raised on the example input (input: 2x5 float32)"),
-        ("{user}:with_eig", [], "operator aten.linalg_eig cannot be expressed in ONNX (used in submodule 'solver' (Eig))"),
+        (
+            "{user}:with_eig",
+            [],
+            "operator aten.linalg_eig cannot be expressed in ONNX (used in submodule 'solver' (Eig))",
+        ),
         ("{user}:TokenClassifier", ["--input", "ids:1x16:int46"], "unknown dtype 'int46'"),
         ("{user}:TokenClassifier", ["--input", "ids;1x16"], "bad input spec"),
         ("{user}:TokenClassifier", [], "give --input NAME:DIMS:DTYPE"),

@@ -4,10 +4,10 @@ import pickle
 
 import pytest
 
+from edgenn import zoo
 from edgenn.checkpoint import load_weights, save_weights
 from edgenn.errors import EdgennError, ModelFileError
 from edgenn.train import TrainConfig, train
-from edgenn import zoo
 
 # Reduced epochs per family; floors far above chance (10%) but below what these runs reach.
 SHORT_RUNS = {

@@ -41,9 +41,18 @@ def main() -> None:
         started = time.perf_counter()
         result = export_source(name, args.out / f"{name}.onnx", weights=weights)
         seconds = time.perf_counter() - started
-        rows.append((name, result.exporter, result.opset, result.node_count, f"{result.file_bytes / 1024:.1f} KiB",
-                     f"{seconds:.2f}", f"{result.validation.worst_max_abs_error:.2e}",
-                     "yes" if result.passed else "NO"))
+        rows.append(
+            (
+                name,
+                result.exporter,
+                result.opset,
+                result.node_count,
+                f"{result.file_bytes / 1024:.1f} KiB",
+                f"{seconds:.2f}",
+                f"{result.validation.worst_max_abs_error:.2e}",
+                "yes" if result.passed else "NO",
+            )
+        )
     print(table(["model", "exporter", "opset", "nodes", "file", "export+validate s", "worst max abs", "valid"], rows))
 
 

@@ -5,6 +5,7 @@ Importing a family module registers its models; the order here is the order `nam
 
 # isort: off
 from edgenn.zoo import mlp, cnn, resnet, recurrent, activations  # noqa: F401
+
 # isort: on
 from edgenn.zoo.registry import DIGIT_LABELS, ZooEntry, create, entry, names
 

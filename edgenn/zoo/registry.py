@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from edgenn.errors import EdgennError
 from edgenn.specs import BATCH, Preprocessing, TensorSpec
@@ -44,8 +45,15 @@ def register(
         if name in _REGISTRY:
             raise RuntimeError(f"zoo model {name!r} registered twice")
         _REGISTRY[name] = ZooEntry(
-            name, factory, inputs, preprocessing, labels, description, accuracy_target,
-            dict(train_defaults), trainable,
+            name,
+            factory,
+            inputs,
+            preprocessing,
+            labels,
+            description,
+            accuracy_target,
+            dict(train_defaults),
+            trainable,
         )
         return factory
 
