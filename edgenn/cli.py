@@ -418,7 +418,8 @@ def _bench_inputs(_ctx: Any, _param: Any, values: tuple[str, ...]) -> tuple[Any,
 
 @cli.command("bench")
 @click.argument("models", nargs=-1, metavar="[MODEL.onnx]...")
-@click.option("--eager", metavar="SOURCE", help="Eager PyTorch baseline: a zoo name (with --weights) or file.py:factory.")
+@click.option("--eager", metavar="SOURCE",
+              help="Eager PyTorch baseline: a zoo name (with --weights) or file.py:factory.")
 @click.option("--weights", type=click.Path(dir_okay=False), help="Trained weights of the --eager zoo model.")
 @click.option("--provider", "providers", default="cpu", show_default=True,
               help="cpu, cuda, tensorrt, all, or a comma list; missing providers are reported as skipped.")
@@ -432,7 +433,8 @@ def _bench_inputs(_ctx: Any, _param: Any, values: tuple[str, ...]) -> tuple[Any,
 @click.option("--input", "inputs", multiple=True, callback=_bench_inputs, metavar="NAME:DIMS[:DTYPE]",
               help="Sizes of dynamic dims other than batch, e.g. input:Bx8x8 (the first dim comes from --batch).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random inputs.")
-@click.option("--json", "json_path", metavar="FILE", help="Write the report as JSON ('-': print it instead of the table).")
+@click.option("--json", "json_path", metavar="FILE",
+              help="Write the report as JSON ('-': print it instead of the table).")
 @click.option("--csv", "csv_path", metavar="FILE", help="Write one row per variant and point as CSV.")
 @click.option("--plot", "plot_path", metavar="FILE.png", help="Plot latency against batch size (needs matplotlib).")
 @verbose_option
@@ -470,8 +472,8 @@ def bench_command(models: tuple[str, ...], eager: str | None, weights: str | Non
         report = bench(models, eager, weights, options, progress=on_point)
     finally:
         bar.close()
-    if json_path:
-        write_text_atomic(json_path, to_json(report.to_dict())) if json_path != "-" else None
+    if json_path and json_path != "-":
+        write_text_atomic(json_path, to_json(report.to_dict()))
     if csv_path:
         write_csv(report, csv_path)
     if plot_path:
@@ -497,10 +499,11 @@ def render_bench(report: Any) -> str:
         memory = "-" if r.session_memory_mb is None else f"{r.session_memory_mb:.1f} / {r.run_memory_mb:.1f}"
         rows.append((r.variant, r.provider + (f" t{r.threads}" if many_threads else ""), r.batch,
                      _ms(lat.median), _ms(lat.p90), _ms(lat.p99), f"{_ms(lat.mean)} ± {_ms(lat.std)}",
-                     f"{r.throughput:,.0f}", speed, f"{1e3 * r.session_seconds:.1f}", memory))
+                     _ms(r.cpu_ms) + ("*" if r.waited_for_cpu else ""), f"{r.throughput:,.0f}", speed,
+                     f"{1e3 * r.session_seconds:.1f}", memory))
     env = report.environment
-    parts = [table(["variant", "provider", "batch", "median ms", "p90 ms", "p99 ms", "mean ± std ms", "samples/s",
-                    "speedup [95% CI]", "session ms", "memory MB (session / run)"], rows)]
+    parts = [table(["variant", "provider", "batch", "median ms", "p90 ms", "p99 ms", "mean ± std ms", "cpu ms",
+                    "samples/s", "speedup [95% CI]", "session ms", "memory MB (session / run)"], rows)]
     parts += [f"skipped {_where(s)}: {s.reason}" for s in report.skipped]
     baselines = sorted({r.baseline for r in report.results if r.baseline})
     parts += ["", key_values([
@@ -510,14 +513,29 @@ def render_bench(report: Any) -> str:
                   + (f", {env.physical_cores} physical" if env.physical_cores else "")),
         ("threads", ", ".join(map(str, report.options.threads))
          + "".join(f"; {k}={v}" for k, v in env.thread_variables.items())),
-        ("versions", ", ".join(f"{k} {env.versions[k]}" for k in ("onnxruntime", "torch", "numpy") if k in env.versions)),
+        ("versions", ", ".join(f"{k} {env.versions[k]}" for k in ("onnxruntime", "torch", "numpy")
+                               if k in env.versions)),
         ("providers", ", ".join(env.providers_available)),
         ("runs", f"{report.results[0].runs} timed calls in {report.results[0].rounds} rounds per point "
                  f"(first variant), after {report.options.warmup} warm-up calls"),
+        ("load", _load(env.load_average, report.load_average_end, env.usable_cores)),
         ("memory", "peak host RSS growth while creating the session / over the warm-up calls (Linux VmHWM)"
          if report.results[0].session_memory_mb is not None else report.memory_method),
     ])]
+    waited = [r for r in report.results if r.waited_for_cpu]
+    if waited:
+        parts.append(f"warning: * marks {len(waited)} one-thread runs whose mean wall time exceeds their CPU time by "
+                     "20% or more: their calls waited for a core (another program was running). Medians and paired "
+                     "speedups hold up best, means and p99 least; rerun on a quiet machine")
     return "\n".join(parts)
+
+
+def _load(start: Any, end: Any, cores: int) -> str:
+    if start is None:
+        return "unknown"
+    text = f"{start[0]} at the start, {end[0] if end else '?'} at the end, on {cores} cores"
+    return text + (" (busy: other programs compete for the cores)" if max(start[0], end[0] if end else 0) > cores
+                   else "")
 
 
 def _ms(value: float) -> str:

@@ -1,0 +1,118 @@
+"""Pictures (files, bytes, arrays) -> grey scale in [0, 1] -> the model's input, as in training.
+
+Pillow decodes the files and is imported only here, only when a picture is read, so apps that feed
+arrays never need it.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgenn.errors import EdgennError, InputError
+from edgenn.preprocess import digits_to_input, picture_to_digit
+from edgenn.specs import Preprocessing
+
+PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
+
+# RGB -> luma weights (ITU-R 601-2), the same Pillow's convert("L") uses.
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+def read_picture(source: str | os.PathLike[str] | bytes | Any, name: str = "") -> np.ndarray:
+    """A picture file, its bytes, a file object or a Pillow image -> grey (H, W) float32 in [0, 1]."""
+    image = _open_image(source, name or _describe(source))
+    return _pil_to_grey(image)
+
+
+def array_to_grey(array: np.ndarray, name: str = "picture") -> np.ndarray:
+    """A 2-D grey or 3-D (H, W, 3|4) colour array -> grey (H, W) float32 in [0, 1].
+
+    Integer arrays are read as 8-bit pixels (0..255, or 16-bit where values exceed 255); float
+    arrays must already be in [0, 1].
+    """
+    array = np.asarray(array)
+    if array.ndim == 2:
+        return _unit_range(array, name)
+    if array.ndim == 3 and array.shape[-1] in (3, 4):
+        colour = _unit_range(array, name)
+        if colour.shape[-1] == 4:
+            colour = _composite_on_white(colour)
+        return colour @ _LUMA
+    raise InputError(f"{name}: a picture must be 2-D grey (H, W) or (H, W, 3|4) colour, got shape {array.shape}")
+
+
+def picture_to_input(grey: np.ndarray, prep: Preprocessing) -> np.ndarray:
+    """Grey (H, W) in [0, 1] -> a batch of one model input, converted as in training."""
+    return digits_to_input(picture_to_digit(grey, prep)[None], prep)
+
+
+def is_picture_path(path: str | os.PathLike[str]) -> bool:
+    return Path(path).suffix.lower() in PICTURE_SUFFIXES
+
+
+def _open_image(source: Any, name: str) -> Any:
+    try:
+        from PIL import Image, UnidentifiedImageError
+    except ImportError:
+        raise EdgennError("reading pictures needs Pillow: pip install pillow (or pass a .npy array)") from None
+    if isinstance(source, Image.Image):
+        return source
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        source = io.BytesIO(bytes(source))
+    elif isinstance(source, (str, os.PathLike)) and not Path(source).is_file():
+        raise InputError(f"picture not found: {name}")
+    try:
+        image = Image.open(source)
+        image.load()  # decode now, so a truncated file fails here and not later
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise InputError(f"cannot decode picture {name}: {first}") from None
+    return image
+
+
+def _pil_to_grey(image: Any) -> np.ndarray:
+    # Transparent drawings (dark ink on nothing) are put on white, as a viewer shows them; a plain
+    # convert("L") would drop the alpha and leave dark ink on a dark background.
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = np.asarray(image.convert("RGBA"), dtype=np.float32) / 255.0
+        return _composite_on_white(rgba) @ _LUMA
+    if image.mode in ("I", "I;16", "I;16B", "F"):
+        values = np.asarray(image, dtype=np.float32)
+        peak = float(values.max())
+        return values / peak if peak > 0 else values
+    return np.asarray(image.convert("L"), dtype=np.float32) / 255.0
+
+
+def _composite_on_white(rgba: np.ndarray) -> np.ndarray:
+    """(H, W, 4) in [0, 1] -> (H, W, 3) as seen over a white page."""
+    alpha = rgba[..., 3:4]
+    return rgba[..., :3] * alpha + (1.0 - alpha)
+
+
+def _unit_range(array: np.ndarray, name: str) -> np.ndarray:
+    if array.dtype.kind == "b":
+        return array.astype(np.float32)
+    if array.dtype.kind in "iu":
+        # 8-bit pixels unless the values say otherwise (16-bit scans).
+        full_scale = 255.0 if array.size == 0 or int(array.max()) <= 255 else 65535.0
+        return array.astype(np.float32) / full_scale
+    if array.dtype.kind != "f":
+        raise InputError(f"{name}: a picture must hold numbers, got dtype {array.dtype}")
+    values = array.astype(np.float32)
+    if not np.isfinite(values).all() or values.min() < 0.0 or values.max() > 1.0:
+        raise InputError(
+            f"{name}: a float picture must hold values in [0, 1], got {float(np.nanmin(values)):.4g}.."
+            f"{float(np.nanmax(values)):.4g}; divide by the full scale (255, or 16 for scikit-learn's digits)"
+        )
+    return values
+
+
+def _describe(source: Any) -> str:
+    if isinstance(source, (str, os.PathLike)):
+        return str(source)
+    return f"<{type(source).__name__}>"
