@@ -7,14 +7,11 @@ fall-back, or the choice. The file is written atomically, and only once validati
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import re
 import tempfile
 import time
-import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -27,6 +24,7 @@ from edgenn import specs as meta
 from edgenn.errors import EdgennError, ExportError, ValidationError
 from edgenn.fileio import atomic_path
 from edgenn.parity import Tolerance
+from edgenn.quiet import silenced
 from edgenn.runners import TorchRunner, flatten_outputs
 from edgenn.sources import LoadedSource, load_source
 from edgenn.specs import BATCH, Preprocessing, TensorSpec
@@ -309,7 +307,7 @@ def _export_proto(module, examples, specs, output_names, options, step) -> tuple
     for exporter in order:
         step(f"exporting with the {exporter} exporter")
         try:
-            with _quiet(not options.verbose):
+            with silenced(not options.verbose):
                 proto = (_export_dynamo if exporter == "dynamo" else _export_torchscript)(
                     module, examples, specs, output_names, options
                 )
@@ -372,31 +370,6 @@ def _export_torchscript(module, examples, specs, output_names, options):
         return onnx.load(str(target))
 
 
-@contextlib.contextmanager
-def _quiet(enabled: bool) -> Iterator[None]:
-    """Silence the exporters (their progress lines, C++ and Python warnings) at the fd level."""
-    if not enabled:
-        yield
-        return
-    import sys
-
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = [os.dup(1), os.dup(2)]
-    with tempfile.TemporaryFile() as sink, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        os.dup2(sink.fileno(), 1)
-        os.dup2(sink.fileno(), 2)
-        try:
-            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-                yield
-        finally:
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            for fd in saved:
-                os.close(fd)
-
-
 def _explain_failure(exc: BaseException, module: nn.Module, examples: tuple[torch.Tensor, ...]) -> str:
     text = str(exc)
     op = _unsupported_operator(text)
@@ -439,7 +412,7 @@ def _submodule_using(module: nn.Module, examples: tuple[torch.Tensor, ...], op: 
     base = op.split(".")[-1] if op.count(".") else op
     base = base.split(".")[0]
     try:
-        with _quiet(True):
+        with silenced(True):
             program = torch.export.export(module, examples, strict=False)
     except Exception:
         return None
