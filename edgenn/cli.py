@@ -397,7 +397,7 @@ def _short(data: str | None) -> str:
 
 # --------------------------------------------------------------------------------------- bench
 # (section owned by bench: issue 6)
-def _bench_int_list(_ctx: Any, param: click.Parameter, value: str) -> tuple[int, ...]:
+def _bench_int_list(_ctx: Any, _param: Any, value: str) -> tuple[int, ...]:
     try:
         items = tuple(int(v) for v in value.split(",") if v.strip())
     except ValueError:

@@ -7,11 +7,14 @@ torch is imported only by TorchRunner's methods.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from edgenn.errors import ModelFileError
+
+_GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
 
 
 class OrtRunner:
@@ -36,6 +39,50 @@ class OrtRunner:
 
     def infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         return dict(zip(self.output_names, self.session.run(self.output_names, dict(feeds))))
+
+    @property
+    def device(self) -> str:
+        """The device the session computes on: "cuda" for a GPU provider, else "cpu"."""
+        return "cuda" if self.session.get_providers()[0] in _GPU_PROVIDERS else "cpu"
+
+    def prepared_call(self, feeds: Mapping[str, np.ndarray]) -> Callable[[], Any]:
+        """A call with no arguments that runs the model on these fixed feeds: for timing loops.
+
+        On the CPU it is `session.run` on a pre-built feed dict. On a GPU provider the inputs are
+        copied to the device once and inputs and outputs are bound there (IO binding), so each call
+        times the model and not the host-device copies; the outputs stay on the device.
+        """
+        if self.device != "cpu":
+            return self._bound_call(feeds)
+        run, names, fixed = self.session.run, self.output_names, dict(feeds)
+
+        def call() -> Any:  # a closure: about 40 ns cheaper per call than functools.partial here
+            return run(names, fixed)
+
+        return call
+
+    def _bound_call(self, feeds: Mapping[str, np.ndarray]) -> Callable[[], Any]:
+        import onnxruntime as ort
+
+        binding = self.session.io_binding()
+        on_device = {n: ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(a), "cuda", 0) for n, a in feeds.items()}
+        for name, value in on_device.items():
+            binding.bind_ortvalue_input(name, value)
+        for name in self.output_names:
+            binding.bind_output(name, "cuda", 0)
+        # One run lets ORT allocate outputs of the right shapes; binding those keeps later calls
+        # free of output allocations.
+        self.session.run_with_iobinding(binding)
+        outputs = binding.get_outputs()
+        binding.clear_binding_outputs()
+        for name, value in zip(self.output_names, outputs, strict=True):
+            binding.bind_ortvalue_output(name, value)
+        run_bound = self.session.run_with_iobinding
+
+        def call(_alive: Any = (on_device, outputs)) -> Any:  # the device buffers must outlive the binding
+            return run_bound(binding)
+
+        return call
 
 
 class TorchRunner:
