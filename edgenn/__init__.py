@@ -7,6 +7,8 @@ no torch import; `edgenn.export` and friends import what they need when first us
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import Any
 
 from edgenn.errors import EdgennError
@@ -25,6 +27,21 @@ _LAZY = {
 }
 
 __all__ = ["EdgennError", *_LAZY]
+
+
+class _StageModule(types.ModuleType):
+    """A stage module that can be called as its main function.
+
+    `edgenn.export` is the function while only `edgenn` is imported, but Python rebinds the name
+    to the submodule once anything imports `edgenn.export`; calling either works the same.
+    """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return getattr(self, self.__name__.rsplit(".", 1)[-1])(*args, **kwargs)
+
+
+def _callable_stage(module_name: str) -> None:
+    sys.modules[module_name].__class__ = _StageModule
 
 
 def __getattr__(name: str) -> Any:

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from edgenn import _callable_stage
 from edgenn.environment import Environment, collect_environment, load_average
 from edgenn.errors import EdgennError, InputError, ModelFileError, ProviderError
 from edgenn.fileio import atomic_path
@@ -897,3 +898,6 @@ def _unique(items: tuple[Any, ...]) -> tuple[Any, ...]:
 def _first_line(exc: BaseException) -> str:
     lines = str(exc).strip().splitlines()
     return lines[0] if lines else ""
+
+
+_callable_stage(__name__)  # `edgenn.bench(...)` works even after `import edgenn.bench`

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgenn import zoo
+from edgenn import _callable_stage, zoo
 from edgenn.errors import EdgennError
 from edgenn.fileio import ensure_writable_folder, write_text_atomic
 from edgenn.versions import edgenn_version, library_versions
@@ -372,3 +372,6 @@ def _write_card(name: str, folder: Path, state: dict[str, Any], options: BuildOp
     write_text_atomic(folder / CARD_JSON, json.dumps(card, indent=2) + "\n")
     write_text_atomic(folder / CARD_MD, render_card(card))
     return card
+
+
+_callable_stage(__name__)  # `edgenn.build(...)` works even after `import edgenn.build`

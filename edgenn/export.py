@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from edgenn import _callable_stage
 from edgenn import specs as meta
 from edgenn.errors import EdgennError, ExportError, ValidationError
 from edgenn.fileio import atomic_path
@@ -567,3 +568,6 @@ def _summary_line(text: str) -> str:
             return line.split(">: ", 1)[-1][:300]
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     return lines[0][:300] if lines else "unknown error"
+
+
+_callable_stage(__name__)  # `edgenn.export(...)` works even after `import edgenn.export`

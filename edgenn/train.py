@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgenn import zoo
+from edgenn import _callable_stage, zoo
 from edgenn.checkpoint import save_weights
 from edgenn.data import DigitsData, load_digits_split
 from edgenn.errors import EdgennError
@@ -225,3 +225,6 @@ def train(
     }
     write_text_atomic(result.record_path, json.dumps(record, indent=2) + "\n")
     return result
+
+
+_callable_stage(__name__)  # `edgenn.train(...)` works even after `import edgenn.train`

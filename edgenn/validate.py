@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from edgenn import _callable_stage
 from edgenn.parity import ParityReport, Tolerance, compare
 from edgenn.runners import OrtRunner
 from edgenn.specs import Runner, TensorSpec
@@ -210,3 +211,6 @@ def _first_line(exc: BaseException) -> str:
 
 
 __all__ = ["ParityCase", "StageResult", "ValidationReport", "validate"]
+
+
+_callable_stage(__name__)  # `edgenn.validate(...)` works even after `import edgenn.validate`
