@@ -288,7 +288,8 @@ def _recipe_list(_ctx: Any, _param: Any, value: str | None) -> tuple[str, ...] |
     names = tuple(v.strip() for v in value.split(",") if v.strip())
     unknown = [n for n in names if n not in AUTO_RECIPES]
     if unknown or not names:
-        raise click.BadParameter(f"unknown recipe {', '.join(unknown) or '(none)'}; choose from {', '.join(AUTO_RECIPES)}")
+        given = ", ".join(unknown) or "(none)"
+        raise click.BadParameter(f"unknown recipe {given}; choose from {', '.join(AUTO_RECIPES)}")
     return names
 
 
@@ -351,19 +352,22 @@ def quantize_command(model_path: str, output: str, mode: str, fmt: str, per_chan
 
 
 def render_quantize(result: Any) -> str:
+    from edgenn.evaluate import INT8_COMPUTE_OPS
+
     e = result.evaluation
     k = e.kernels
     title = f"{result.source} -> {result.output} ({result.recipe.name})"
     rows: list[tuple[Any, ...]] = [
         (f"accuracy ({e.data}, {e.samples})", percent(e.fp32_accuracy), percent(e.quantized_accuracy),
-         f"{-e.drop_points:+.2f} points"),
+         f"{100 * (e.quantized_accuracy - e.fp32_accuracy):+.2f} points"),
         ("argmax agreement", "", percent(e.argmax_agreement), ""),
         ("max abs output error", "", f"{e.max_abs_error:.3g}", ""),
-        ("file size", f"{e.fp32_bytes / 1024:.1f} KiB", f"{e.quantized_bytes / 1024:.1f} KiB", f"{100 * e.size_ratio:.1f}%"),
+        ("file size", f"{e.fp32_bytes / 1024:.1f} KiB", f"{e.quantized_bytes / 1024:.1f} KiB",
+         f"{100 * e.size_ratio:.1f}%"),
     ]
     rows += [(f"latency, batch {lat.batch_size}", f"{lat.fp32_ms:.3f} ms", f"{lat.quantized_ms:.3f} ms",
               f"{lat.speedup:.2f}x throughput") for lat in e.latency]
-    ops = ", ".join(f"{op} {n}" for op, n in k.op_counts if n and (op.startswith(("Q", "Dynamic")) or "Integer" in op))
+    ops = ", ".join(f"{op} {n}" for op, n in k.op_counts if op in INT8_COMPUTE_OPS)
     if result.recipe.mode == "fp16":
         rows.append(("nodes computing in fp16", "", f"{k.fp16_nodes} of {k.fp16_candidates}", ""))
     else:

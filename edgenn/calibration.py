@@ -1,0 +1,211 @@
+"""Data for quantization: calibration samples and labelled evaluation samples, checked against the graph.
+
+Two sources: the zoo's digits (calibration from the *training* split, evaluation on the test split,
+auto mode's choices on the validation split), turned into model inputs with the preprocessing the
+exporter wrote into the model's metadata; or a user's `.npz` with one array per model input (named
+as the input; a model with one input also takes a file with one array) and, for evaluation, `labels`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgenn.errors import InputError, ModelFileError
+from edgenn.specs import META_PREPROCESSING, Preprocessing, TensorSpec
+
+# onnx TensorProto element types -> numpy dtype names, for the ones a graph input is likely to have
+_ONNX_DTYPES = {1: "float32", 2: "uint8", 3: "int8", 6: "int32", 7: "int64", 9: "bool", 10: "float16", 11: "float64"}
+LABELS_KEY = "labels"
+CALIBRATION_BATCH = 32  # samples per calibration run when the batch dim is dynamic; ranges do not depend on it
+
+
+@dataclass(frozen=True)
+class Samples:
+    """Model inputs (one array per input name, samples along axis 0), labels where known, and where they came from."""
+
+    feeds: Mapping[str, np.ndarray]
+    labels: np.ndarray | None
+    source: str
+
+    def __len__(self) -> int:
+        return len(next(iter(self.feeds.values())))
+
+    def batch(self, size: int) -> dict[str, np.ndarray]:
+        """The first `size` samples (repeated when there are fewer), contiguous, for timing."""
+        out = {}
+        for name, array in self.feeds.items():
+            reps = -(-size // len(array))
+            out[name] = np.ascontiguousarray(np.concatenate([array] * reps)[:size] if reps > 1 else array[:size])
+        return out
+
+    def chunks(self, size: int) -> Iterator[dict[str, np.ndarray]]:
+        for start in range(0, len(self), size):
+            yield {name: array[start : start + size] for name, array in self.feeds.items()}
+
+
+def graph_inputs(model: Any) -> tuple[TensorSpec, ...]:
+    """The real inputs of an onnx ModelProto (initializers excluded), as TensorSpecs."""
+    initializers = {i.name for i in model.graph.initializer}
+    specs = []
+    for value in model.graph.input:
+        if value.name in initializers:
+            continue
+        tensor = value.type.tensor_type
+        dims = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in tensor.shape.dim)
+        dtype = _ONNX_DTYPES.get(tensor.elem_type)
+        if dtype is None:
+            raise InputError(f"input {value.name!r} has an element type ({tensor.elem_type}) edgenn cannot feed")
+        specs.append(TensorSpec(value.name, dims, dtype))
+    return tuple(specs)
+
+
+def read_preprocessing(model: Any) -> Preprocessing | None:
+    """The digits preprocessing edgenn's exporter stored in the model, or None."""
+    props = {p.key: p.value for p in model.metadata_props}
+    if META_PREPROCESSING not in props:
+        return None
+    try:
+        return Preprocessing.from_dict(json.loads(props[META_PREPROCESSING]))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ModelFileError(f"the model's {META_PREPROCESSING} metadata is unreadable ({exc})") from None
+
+
+def digits_samples(specs: tuple[TensorSpec, ...], prep: Preprocessing | None, split: str, flag: str) -> Samples:
+    """A digits split as inputs of this model; `flag` names the option that would replace it."""
+    if prep is None:
+        raise InputError(
+            f"the model has no edgenn preprocessing metadata ({META_PREPROCESSING}), so edgenn cannot turn "
+            f"digits into its inputs; pass {flag} data.npz"
+        )
+    if len(specs) != 1:
+        raise InputError(f"digits feed one input, the model has {len(specs)}; pass {flag} data.npz")
+    from edgenn.data import load_digits_split
+
+    part = getattr(load_digits_split(), split)
+    samples = Samples({specs[0].name: part.inputs(prep)}, np.asarray(part.labels), f"digits {split} split")
+    check_samples(samples, specs, flag)
+    return samples
+
+
+def load_npz(path: str | os.PathLike[str], specs: tuple[TensorSpec, ...], flag: str, labelled: bool) -> Samples:
+    """A user's .npz as model inputs (and `labels` when `labelled`), checked against the graph."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{flag} file {str(path)!r} not found")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {key: np.asarray(data[key]) for key in data.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise InputError(
+            f"{flag} file {str(path)!r} is not a readable .npz ({_first_line(exc)}); write it with numpy.savez"
+        ) from None
+    labels = arrays.pop(LABELS_KEY, None)
+    if labelled and labels is None:
+        raise InputError(
+            f"{flag} file {str(path)!r} has no {LABELS_KEY!r} array; evaluation needs the true class of each sample"
+        )
+    feeds = _match_inputs(arrays, specs, path, flag)
+    if labels is not None and labelled:
+        labels = _check_labels(labels, len(next(iter(feeds.values()))), path, flag)
+    samples = Samples(feeds, labels if labelled else None, str(path))
+    check_samples(samples, specs, flag)
+    return samples
+
+
+def _match_inputs(
+    arrays: dict[str, np.ndarray], specs: tuple[TensorSpec, ...], path: Path, flag: str
+) -> dict[str, np.ndarray]:
+    names = [s.name for s in specs]
+    if len(specs) == 1 and len(arrays) == 1:
+        return {names[0]: next(iter(arrays.values()))}
+    missing = [n for n in names if n not in arrays]
+    if missing:
+        raise InputError(
+            f"{flag} file {str(path)!r} has arrays {sorted(arrays) or 'none'} but the model's inputs are {names}; "
+            f"name one array per input (missing: {', '.join(missing)})"
+        )
+    return {n: arrays[n] for n in names}
+
+
+def _check_labels(labels: np.ndarray, count: int, path: Path, flag: str) -> np.ndarray:
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+        raise InputError(f"{flag} file {str(path)!r}: {LABELS_KEY!r} must be a 1-D integer array of class indices, "
+                         f"got {labels.dtype} with shape {labels.shape}")
+    if len(labels) != count:
+        raise InputError(f"{flag} file {str(path)!r}: {len(labels)} labels for {count} samples")
+    return labels.astype(np.int64)
+
+
+def check_samples(samples: Samples, specs: tuple[TensorSpec, ...], flag: str) -> None:
+    """Every array has the input's dtype and rank, fixed dims match, and all hold the same number of samples."""
+    counts = set()
+    for spec in specs:
+        array = samples.feeds[spec.name]
+        if array.dtype != np.dtype(spec.dtype):
+            raise InputError(
+                f"{flag} data from {samples.source}: input {spec.name!r} is {array.dtype}, "
+                f"the model takes {spec.dtype}; convert it (array.astype(numpy.{spec.dtype}))"
+            )
+        if array.ndim != len(spec.shape) or any(
+            isinstance(want, int) and want != got for want, got in zip(spec.shape[1:], array.shape[1:])
+        ):
+            raise InputError(
+                f"{flag} data from {samples.source}: input {spec.name!r} has shape {tuple(array.shape)}, "
+                f"the model takes {'x'.join(str(d) for d in spec.shape)} (samples along the first axis)"
+            )
+        counts.add(len(array))
+    if len(counts) > 1:
+        raise InputError(
+            f"{flag} data from {samples.source}: the input arrays hold different numbers of samples {sorted(counts)}"
+        )
+    if not counts or 0 in counts:
+        raise InputError(f"{flag} data from {samples.source} holds no samples")
+
+
+def take(samples: Samples, count: int, flag: str, seed: int = 0) -> Samples:
+    """`count` samples chosen with a fixed seed (deterministic; no bias from data sorted by class)."""
+    if len(samples) < count:
+        raise InputError(
+            f"{flag} data from {samples.source} has {len(samples)} samples, fewer than the {count} asked for; "
+            f"pass --samples {len(samples)} or more data"
+        )
+    index = np.sort(np.random.default_rng(seed).choice(len(samples), size=count, replace=False))
+    feeds = {name: np.ascontiguousarray(array[index]) for name, array in samples.feeds.items()}
+    labels = None if samples.labels is None else samples.labels[index]
+    return Samples(feeds, labels, f"{samples.source}, {count} samples (seed {seed})")
+
+
+def fixed_batch(specs: tuple[TensorSpec, ...]) -> int | None:
+    """The batch size a model insists on (its first dim is a number), or None when the batch is dynamic."""
+    sizes = {s.shape[0] for s in specs if s.shape and isinstance(s.shape[0], int)}
+    return min(sizes) if sizes else None
+
+
+def calibration_reader(samples: Samples, batch: int | None) -> Any:
+    """An onnxruntime CalibrationDataReader over `samples`, `batch` (or CALIBRATION_BATCH) at a time."""
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class _Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            chunks = list(samples.chunks(batch or CALIBRATION_BATCH))
+            if batch:  # a model with a fixed batch takes only full batches
+                chunks = [c for c in chunks if len(next(iter(c.values()))) == batch]
+            self._batches = iter(chunks)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self._batches, None)
+
+    return _Reader()
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__

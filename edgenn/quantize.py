@@ -1,0 +1,823 @@
+"""Quantization recipes -> a quantized .onnx, and what it cost on held-out data.
+
+    result = quantize("lenet5.onnx", "lenet5.int8.onnx", QuantizeOptions(mode="static"))
+    result.evaluation.drop_points, result.evaluation.size_ratio, result.evaluation.speedup_at(64)
+
+Recipes use onnxruntime's quantization tools after its recommended pre-processing (shape
+inference, graph optimisations), in a temporary folder. What measuring on this machine (AVX-512
+VNNI, onnxruntime 1.32; tools/quantize_zoo.py) taught, and the recipes follow:
+
+- static int8 is QDQ with uint8 activations and int8 weights: the pairs then fuse into QLinearConv;
+- static: the output layer (the last Gemm/MatMul) stays float: int8 there adds logit error for no speed;
+- convolutions with fewer than 4 input channels (a grey-scale or RGB stem) run 2.3-4x *slower* in
+  int8 than in float (one conv at batch 64, int8 throughput over fp32: 1 channel 0.24x, 2: 0.35x,
+  3: 0.43x), so they stay float; from 4 to 7 channels int8 is about even (0.7-1.2x, quantized for
+  size), from 8 channels on it wins (1.5-2.7x);
+- dynamic int8 turns convolutions into ConvInteger, 6-8x slower than float here: they stay float;
+- fp16 keeps float32 inputs and outputs; where the CPU provider has no fp16 kernel onnxruntime runs
+  the node in fp32 behind casts, and the report names those ops.
+
+Every result is measured against the fp32 model on labelled data (the digits test split, or the
+user's .npz); auto mode chooses on the digits validation split and reports on the test split.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgenn import _callable_stage, calibration
+from edgenn.calibration import Samples
+from edgenn.errors import EdgennError, InputError, ModelFileError
+from edgenn.evaluate import (
+    DATA_MOVEMENT_OPS,
+    Evaluation,
+    LatencyOptions,
+    accuracy,
+    evaluate,
+    measured_batches,
+    median_latencies,
+    open_session,
+    optimised_kernels,
+    predict,
+)
+from edgenn.fileio import atomic_path
+from edgenn.specs import META_ACCURACY, META_PREFIX, META_VALIDATION, TensorSpec
+from edgenn.versions import edgenn_version, library_version
+
+MODES = ("dynamic", "static", "fp16", "auto")
+FORMATS = ("qdq", "qoperator")
+METHODS = ("minmax", "entropy", "percentile")
+META_QUANTIZATION = "edgenn.quantization"
+
+# Nodes whose presence means the model was quantized (or converted to fp16) already.
+QUANTIZED_OPS = frozenset({
+    "QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "ConvInteger", "MatMulInteger",
+    "MatMulIntegerToFloat", "DynamicQuantizeMatMul", "DynamicQuantizeLSTM", "QGemm", "QAttention",
+})
+COMPUTE_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul", "LSTM", "GRU", "RNN", "Attention")
+MIN_INT8_CONV_CHANNELS = 4  # see the module docstring: below this, an int8 conv is 2.3-4x slower than float here
+SLOWER_THAN_FP32 = 0.95  # a throughput ratio below this is slower beyond the noise of a shared machine
+AUTO_RECIPES = ("static-qdq", "static-qdq-per-tensor", "static-qoperator", "dynamic", "fp16")
+
+
+@dataclass(frozen=True)
+class QuantizeOptions:
+    mode: str = "static"  # dynamic | static | fp16 | auto
+    format: str = "qdq"  # static: qdq | qoperator
+    per_channel: bool = True  # static and dynamic weights: one scale per output channel
+    method: str = "minmax"  # static calibration: minmax | entropy | percentile
+    samples: int = 256  # calibration samples (digits training split, or from `calibration`)
+    calibration: str | None = None  # a .npz of inputs; default: digits train split via the model's metadata
+    eval_data: str | None = None  # a labelled .npz (inputs + `labels`); default: the digits test split
+    max_accuracy_drop: float = 0.5  # percentage points; auto mode's budget, a check for the others
+    exclude: tuple[str, ...] = ()  # node names to keep in float
+    keep_output_layer_float: bool = True
+    min_conv_channels: int = MIN_INT8_CONV_CHANNELS  # convs with fewer input channels stay float (0: none)
+    auto_recipes: tuple[str, ...] = AUTO_RECIPES
+    latency: LatencyOptions = LatencyOptions()
+    seed: int = 0  # which calibration samples are drawn
+    verbose: bool = False  # let onnxruntime's tools print their own messages
+
+    def checked(self) -> QuantizeOptions:
+        for value, allowed, what in ((self.mode, MODES, "mode"), (self.format, FORMATS, "format"),
+                                     (self.method, METHODS, "calibration method")):
+            if value not in allowed:
+                raise InputError(f"unknown {what} {value!r}; valid: {', '.join(allowed)}")
+        unknown = [r for r in self.auto_recipes if r not in AUTO_RECIPES]
+        if unknown or not self.auto_recipes:
+            given = ", ".join(unknown) or "(none given)"
+            raise InputError(f"unknown auto recipe(s) {given}; valid: {', '.join(AUTO_RECIPES)}")
+        if self.samples < 1:
+            raise InputError("--samples must be at least 1")
+        if not np.isfinite(self.max_accuracy_drop):
+            raise InputError("--max-accuracy-drop must be a finite number of percentage points")
+        if min(self.latency.batch_sizes, default=0) < 1 or self.latency.rounds < 1 or self.latency.repeats < 1:
+            raise InputError("latency batch sizes, rounds and repeats must be positive")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["exclude"] = list(self.exclude)
+        data["auto_recipes"] = list(self.auto_recipes)
+        data["latency"] = self.latency.to_dict()
+        return data
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """One way to quantize: what onnxruntime is asked to do."""
+
+    mode: str  # dynamic | static | fp16
+    format: str = "qdq"
+    per_channel: bool = True
+    method: str = "minmax"
+
+    @property
+    def name(self) -> str:
+        if self.mode == "fp16":
+            return "fp16"
+        if self.mode == "dynamic":
+            return "dynamic" + ("" if not self.per_channel else "-per-channel")
+        return f"static-{self.format}" + ("" if self.per_channel else "-per-tensor") + (
+            "" if self.method == "minmax" else f"-{self.method}")
+
+    @property
+    def int8(self) -> bool:
+        return self.mode in ("static", "dynamic")
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"name": self.name, "mode": self.mode}
+        if self.mode == "static":
+            data.update(format=self.format, per_channel=self.per_channel, method=self.method,
+                        activations="uint8", weights="int8")
+        elif self.mode == "dynamic":
+            data.update(per_channel=self.per_channel, activations="uint8 (dynamic)", weights="int8")
+        else:
+            data.update(inputs_outputs="float32")
+        return data
+
+
+@dataclass(frozen=True)
+class KeptFloat:
+    """A node left in float, and why; auto mode's exclusions say what quantizing it cost."""
+
+    node: str
+    op_type: str
+    reason: str
+    cost_points: float | None = None  # accuracy recovered by keeping this node alone in float (selection data)
+    drop_after_points: float | None = None  # the drop once this node and those before it are in float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A recipe auto mode tried, on the selection data."""
+
+    recipe: Recipe
+    drop_points: float | None
+    speedup: float | None  # throughput against fp32 at the largest measured batch
+    int8_compute: int
+    within_budget: bool
+    chosen: bool = False
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "recipe": self.recipe.name}
+
+
+@dataclass(frozen=True)
+class QuantizeResult:
+    source: str
+    output: str
+    recipe: Recipe
+    kept_float: tuple[KeptFloat, ...]
+    evaluation: Evaluation
+    max_accuracy_drop: float
+    calibration: str | None  # where the calibration samples came from (static recipes)
+    candidates: tuple[Candidate, ...] = ()  # auto mode
+    selection_data: str | None = None  # auto mode: the data its choices were made on
+    budget_met: bool = True  # auto: met on the selection data; other modes: on the evaluation data
+    notes: tuple[str, ...] = ()
+    seconds: float = 0.0
+
+    @property
+    def excluded_for_accuracy(self) -> tuple[KeptFloat, ...]:
+        return tuple(k for k in self.kept_float if k.reason == "accuracy")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "output": self.output,
+            "recipe": self.recipe.to_dict(),
+            "kept_float": [k.to_dict() for k in self.kept_float],
+            "evaluation": self.evaluation.to_dict(),
+            "max_accuracy_drop": self.max_accuracy_drop,
+            "budget_met": self.budget_met,
+            "calibration": self.calibration,
+            "candidates": [c.to_dict() for c in self.candidates],
+            "selection_data": self.selection_data,
+            "notes": list(self.notes),
+            "seconds": round(self.seconds, 2),
+        }
+
+
+# ------------------------------------------------------------------------------------ the model
+@dataclass(frozen=True)
+class _Source:
+    path: Path
+    model: Any  # onnx.ModelProto, without external data loaded
+    inputs: tuple[TensorSpec, ...]
+    fixed_batch: int | None
+
+
+def read_model(path: str | os.PathLike[str]) -> _Source:
+    """Load and check an fp32 ONNX model: readable, valid, not quantized already."""
+    import onnx
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"model file {str(path)!r} not found")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # protobuf raises DecodeError and friends for anything that is not ONNX
+        raise ModelFileError(f"{str(path)!r} is not an ONNX model or is corrupt ({_first_line(exc)})") from None
+    if not model.graph.node or not model.opset_import:
+        raise ModelFileError(f"{str(path)!r} is not an ONNX model or is corrupt (it has no graph)")
+    try:
+        onnx.checker.check_model(str(path))
+    except Exception as exc:
+        raise ModelFileError(f"{str(path)!r} is not a valid ONNX model ({_first_line(exc)})") from None
+    _refuse_quantized(model, path)
+    inputs = calibration.graph_inputs(model)
+    return _Source(path, model, inputs, calibration.fixed_batch(inputs))
+
+
+def _refuse_quantized(model: Any, path: Path) -> None:
+    import onnx
+
+    ops = sorted({n.op_type for n in model.graph.node if n.op_type in QUANTIZED_OPS or n.op_type.startswith("QLinear")})
+    if ops:
+        raise EdgennError(
+            f"{str(path)!r} is already quantized (it has {', '.join(ops)} nodes); quantize the float32 model"
+        )
+    low = {onnx.TensorProto.FLOAT16: "float16", onnx.TensorProto.BFLOAT16: "bfloat16"}
+    found = sorted({low[t.data_type] for t in model.graph.initializer if t.data_type in low})
+    if found:
+        raise EdgennError(f"{str(path)!r} already holds {found[0]} weights; quantize the float32 model")
+
+
+# ---------------------------------------------------------------------------------- the workshop
+@dataclass(frozen=True)
+class _Built:
+    """A quantized model in the workshop, the recipe that made it and the nodes it kept in float."""
+
+    path: Path
+    recipe: Recipe
+    kept: tuple[KeptFloat, ...]
+
+
+class _Workshop:
+    """A temporary folder holding the pre-processed model and everything built from it."""
+
+    def __init__(self, folder: str, source: _Source, options: QuantizeOptions, step: Callable[[str], None]) -> None:
+        self.folder = Path(folder)
+        self.source = source
+        self.options = options
+        self.step = step
+        self.pre_path = self.folder / "preprocessed.onnx"
+        self.nodes: dict[str, Any] = {}  # name -> NodeProto of the pre-processed graph, in graph order
+        self.weights: dict[str, Any] = {}  # initializer name -> TensorProto (dims only are used)
+        self._calibration: Samples | None = None
+        self._built = 0
+
+    # -- pre-processing
+    def preprocess(self) -> None:
+        """onnxruntime's quant_pre_process, then a name for every node (exclusions address nodes by name)."""
+        import onnx
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+
+        self.step("pre-processing: shape inference and onnxruntime's optimisations")
+        attempts = ({}, {"skip_symbolic_shape": True})  # symbolic inference fails on some graphs; onnx's is enough
+        failure = ""
+        for kwargs in attempts:
+            try:
+                with _quiet(self.options.verbose):
+                    quant_pre_process(str(self.source.path), str(self.pre_path), **kwargs)
+                break
+            except Exception as exc:
+                failure = _first_line(exc)
+        else:
+            raise ModelFileError(
+                f"onnxruntime's quantization pre-processing failed on {self.source.path.name}: {failure}"
+            )
+        model = onnx.load(str(self.pre_path))
+        named = {n.name for n in model.graph.node if n.name}
+        seen: set[str] = set()
+        for index, node in enumerate(model.graph.node):
+            if not node.name or node.name in seen:  # unnamed or a duplicate: give it a name of its own
+                name = f"{node.op_type}_{index}"
+                while name in named:
+                    name += "_"
+                node.name = name
+                named.add(name)
+            seen.add(node.name)
+        onnx.save(model, str(self.pre_path))
+        self.nodes = {n.name: n for n in model.graph.node}
+        self.weights = {t.name: t for t in model.graph.initializer}
+
+    # -- which nodes stay float, and why
+    def default_float(self, recipe: Recipe) -> tuple[KeptFloat, ...]:
+        """The nodes a recipe keeps in float before any accuracy search: the user's, then the measured rules."""
+        kept: dict[str, KeptFloat] = {}
+        for name in self.options.exclude:
+            kept[name] = KeptFloat(name, self.nodes[name].op_type, "user")
+        if not recipe.int8:
+            return tuple(kept.values())
+        covered = _covered_ops(recipe)
+        compute = [n for n in self.nodes.values() if n.op_type in COMPUTE_OPS]  # graph order is topological
+        last = compute[-1] if compute else None
+        if (self.options.keep_output_layer_float and recipe.mode == "static" and last is not None
+                and last.op_type in ("Gemm", "MatMul") and last.name not in kept):
+            kept[last.name] = KeptFloat(last.name, last.op_type, "output layer: int8 there adds logit error")
+        for node in self.nodes.values():
+            if node.name in kept or node.op_type not in COMPUTE_OPS:
+                continue
+            if node.op_type not in covered:
+                why = f"onnxruntime's {recipe.mode} quantizer has no int8 {node.op_type}"
+                kept[node.name] = KeptFloat(node.name, node.op_type, why)
+            elif node.op_type == "Conv" and recipe.mode == "dynamic":
+                why = "dynamic int8 conv (ConvInteger) is 6-8x slower than float here"
+                kept[node.name] = KeptFloat(node.name, "Conv", why)
+            elif node.op_type == "Conv" and self._input_channels(node) < self.options.min_conv_channels:
+                channels = self._input_channels(node)
+                kept[node.name] = KeptFloat(node.name, "Conv", f"{channels} input channel{'s' * (channels != 1)}: "
+                                            f"int8 is slower than float below {self.options.min_conv_channels}")
+        return tuple(kept.values())
+
+    def _input_channels(self, node: Any) -> int:
+        """Input channels per group of a Conv (a large number when unknown, so it is quantized)."""
+        weight = self.weights.get(node.input[1]) if len(node.input) > 1 else None
+        group = next((a.i for a in node.attribute if a.name == "group"), 1)
+        if weight is None or len(weight.dims) < 2 or group != 1:
+            return 1 << 30  # depthwise and grouped convs have their own fast int8 kernels
+        return int(weight.dims[1])
+
+    def excludable(self, recipe: Recipe, kept: Sequence[str]) -> list[str]:
+        """Nodes the recipe quantizes that could be kept in float, in graph order (data movement left out,
+        unless it holds float weights, as an embedding's Gather does)."""
+        import onnx
+
+        covered = _covered_ops(recipe)
+
+        def holds_weights(node: Any) -> bool:
+            return any(name in self.weights and self.weights[name].data_type == onnx.TensorProto.FLOAT
+                       for name in node.input)
+
+        return [n.name for n in self.nodes.values() if n.op_type in covered and n.name not in kept
+                and (n.op_type not in DATA_MOVEMENT_OPS or holds_weights(n))]
+
+    # -- building
+    def build(self, recipe: Recipe, kept: Sequence[KeptFloat]) -> _Built:
+        """Quantize the pre-processed model with `recipe`, keeping the `kept` nodes in float."""
+        keep_float = [k.node for k in kept]
+        self._built += 1
+        out = self.folder / f"candidate-{self._built}-{recipe.name}.onnx"
+        if recipe.mode == "static" and not self._calibration_cache(recipe).is_file():
+            self.step(f"calibrating ({recipe.method}, {len(self.calibration_samples())} samples)")
+        try:
+            with _quiet(self.options.verbose):
+                if recipe.mode == "fp16":
+                    self._build_fp16(out, keep_float)
+                elif recipe.mode == "dynamic":
+                    self._build_dynamic(recipe, out, keep_float)
+                else:
+                    self._build_static(recipe, out, keep_float)
+        except EdgennError:
+            raise
+        except Exception as exc:
+            raise EdgennError(f"onnxruntime could not quantize with {recipe.name}: {_first_line(exc)}") from None
+        return _Built(out, recipe, tuple(kept))
+
+    def _build_static(self, recipe: Recipe, out: Path, keep_float: Sequence[str]) -> None:
+        from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+        method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+                  "percentile": CalibrationMethod.Percentile}[recipe.method]
+        cache = self._calibration_cache(recipe)
+        reader = None if cache.is_file() else calibration.calibration_reader(self.calibration_samples(),
+                                                                             self.source.fixed_batch)
+        quantize_static(
+            str(self.pre_path), str(out), calibration_data_reader=reader,
+            quant_format=QuantFormat.QDQ if recipe.format == "qdq" else QuantFormat.QOperator,
+            per_channel=recipe.per_channel,
+            activation_type=QuantType.QUInt8,  # uint8 activations with int8 weights: what fuses into QLinearConv
+            weight_type=QuantType.QInt8,
+            nodes_to_exclude=list(keep_float),
+            calibrate_method=method,
+            calibration_cache_path=str(cache),
+            # Biases stay float in the file: onnxruntime quantizes them to int32 when it fuses QLinearConv/QGemm
+            # (same kernels, same outputs, measured), and the file loses the per-channel bias scales and
+            # zero points (LeNet-5: 30.2% -> 29.3% of the fp32 file)
+            extra_options={"QuantizeBias": False},
+        )
+
+    def _calibration_cache(self, recipe: Recipe) -> Path:
+        """One calibration per method, reused by every later build (auto mode builds many)."""
+        return self.folder / f"calibration-{recipe.method}.json"
+
+    def _build_dynamic(self, recipe: Recipe, out: Path, keep_float: Sequence[str]) -> None:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        # quantize_dynamic first rewrites each Gemm as a MatMul named "<gemm>_MatMul" (plus an Add),
+        # and matches the exclusions against the rewritten graph
+        renamed = [f"{name}_MatMul" for name in keep_float if self.nodes[name].op_type == "Gemm"]
+        quantize_dynamic(str(self.pre_path), str(out), per_channel=recipe.per_channel, weight_type=QuantType.QInt8,
+                         nodes_to_exclude=[*keep_float, *renamed])
+
+    def _build_fp16(self, out: Path, keep_float: Sequence[str]) -> None:
+        import onnx
+        from onnxconverter_common import float16
+
+        model = onnx.load(str(self.pre_path))
+        converted = float16.convert_float_to_float16(
+            model, keep_io_types=True, node_block_list=list(keep_float) or None
+        )
+        onnx.save(converted, str(out))
+
+    @property
+    def calibration_source(self) -> str | None:
+        return self._calibration.source if self._calibration is not None else None
+
+    def calibration_samples(self) -> Samples:
+        if self._calibration is None:
+            opts = self.options
+            if opts.calibration:
+                found = calibration.load_npz(opts.calibration, self.source.inputs, "--calibration", labelled=False)
+            else:
+                prep = calibration.read_preprocessing(self.source.model)
+                found = calibration.digits_samples(self.source.inputs, prep, "train", "--calibration")
+            self._calibration = calibration.take(found, opts.samples, "--calibration", opts.seed)
+        return self._calibration
+
+
+def _covered_ops(recipe: Recipe) -> frozenset[str]:
+    """Op types onnxruntime's quantizer for this recipe turns into int8."""
+    from onnxruntime.quantization.registry import IntegerOpsRegistry, QDQRegistry, QLinearOpsRegistry
+
+    if recipe.mode == "dynamic":
+        return frozenset(IntegerOpsRegistry) | {"Gemm"}  # quantize_dynamic rewrites Gemm as MatMul + Add
+    if recipe.format == "qdq":
+        return frozenset(QDQRegistry) | frozenset(QLinearOpsRegistry)
+    return frozenset(QLinearOpsRegistry)
+
+
+# ---------------------------------------------------------------------------------------- public
+def quantize(
+    model: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    options: QuantizeOptions = QuantizeOptions(),
+    on_step: Callable[[str], None] | None = None,
+) -> QuantizeResult:
+    """Quantize `model` into `output` and measure what it cost against the fp32 model.
+
+    Nothing is written to `output` unless the whole run succeeds; the file is replaced atomically.
+    """
+    started = time.perf_counter()
+    step = on_step or (lambda _text: None)
+    options = options.checked()
+    source = read_model(model)
+    output = Path(output)
+    _check_output(output, source.path)
+    with tempfile.TemporaryDirectory(prefix="edgenn-quantize-") as folder, _ort_logs_quiet(options.verbose):
+        shop = _Workshop(folder, source, options, step)
+        if _needs_calibration(options):  # data problems are found before any long work
+            shop.calibration_samples()
+        eval_samples = _evaluation_samples(source, options)
+        shop.preprocess()
+        _check_exclusions(shop, options.exclude)
+        if options.mode == "auto":
+            outcome = _auto(shop, eval_samples)
+            built, candidates, selection = outcome.built, outcome.candidates, outcome.selection
+            notes, met_on_selection = list(outcome.notes), outcome.budget_met
+        else:
+            recipe = _recipe(options)
+            step(f"quantizing: {recipe.name}")
+            built = shop.build(recipe, shop.default_float(recipe))
+            _refuse_empty(built)
+            candidates, selection, notes, met_on_selection = (), None, [], None
+        step(f"evaluating fp32 against {built.recipe.name} on {eval_samples.source}")
+        evaluation = evaluate(source.path, built.path, eval_samples, options.latency, source.fixed_batch,
+                              fp16=built.recipe.mode == "fp16")
+        calib = shop.calibration_source if built.recipe.mode == "static" else None
+        final = _finalise(built, source, evaluation, calib)
+        evaluation = replace(evaluation, quantized_bytes=len(final))
+        # auto mode judges the budget on the selection data, where its choice was made
+        budget_met = met_on_selection if met_on_selection is not None else (
+            evaluation.drop_points <= options.max_accuracy_drop)
+        notes += _notes(built, evaluation, options)
+        with atomic_path(output) as tmp:
+            tmp.write_bytes(final)
+    return QuantizeResult(
+        source=str(source.path),
+        output=str(output),
+        recipe=built.recipe,
+        kept_float=built.kept,
+        evaluation=evaluation,
+        max_accuracy_drop=options.max_accuracy_drop,
+        calibration=calib,
+        candidates=tuple(candidates),
+        selection_data=selection,
+        budget_met=budget_met,
+        notes=tuple(notes),
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _recipe(options: QuantizeOptions) -> Recipe:
+    return Recipe(options.mode, options.format, options.per_channel, options.method)
+
+
+def _needs_calibration(options: QuantizeOptions) -> bool:
+    if options.mode == "auto":
+        return any(_named_recipe(name, options.method).mode == "static" for name in options.auto_recipes)
+    return options.mode == "static"
+
+
+def _named_recipe(name: str, method: str) -> Recipe:
+    return {
+        "static-qdq": Recipe("static", "qdq", True, method),
+        "static-qdq-per-tensor": Recipe("static", "qdq", False, method),
+        "static-qoperator": Recipe("static", "qoperator", True, method),
+        "dynamic": Recipe("dynamic", per_channel=False),
+        "fp16": Recipe("fp16"),
+    }[name]
+
+
+def _check_output(output: Path, source: Path) -> None:
+    if output.is_dir():
+        raise InputError(f"output {str(output)!r} is a folder; give a file name such as {source.stem}.int8.onnx")
+    if output.exists() and output.resolve() == source.resolve():
+        raise InputError(f"output {str(output)!r} is the model being quantized; write to another file")
+    folder = output.parent if str(output.parent) else Path(".")
+    if not folder.is_dir():
+        raise EdgennError(f"output folder {str(folder)!r} does not exist; create it first")
+
+
+def _check_exclusions(shop: _Workshop, names: Sequence[str]) -> None:
+    unknown = [n for n in names if n not in shop.nodes]
+    if unknown:
+        known = [n.name for n in shop.nodes.values() if n.op_type in COMPUTE_OPS] or list(shop.nodes)
+        raise InputError(
+            f"--exclude {unknown[0]!r}: the model has no node of that name; its compute nodes are "
+            f"{', '.join(known[:12])}{' ...' if len(known) > 12 else ''}"
+        )
+
+
+def _evaluation_samples(source: _Source, options: QuantizeOptions) -> Samples:
+    if options.eval_data:
+        return calibration.load_npz(options.eval_data, source.inputs, "--eval-data", labelled=True)
+    prep = calibration.read_preprocessing(source.model)
+    return calibration.digits_samples(source.inputs, prep, "test", "--eval-data")
+
+
+def _refuse_empty(built: _Built) -> None:
+    """An int8 recipe that left every compute node in float would be an fp32 model in disguise."""
+    if not built.recipe.int8 or optimised_kernels(built.path).int8_compute:
+        return
+    why = "; ".join(dict.fromkeys(f"{k.op_type}: {k.reason}" for k in built.kept)) or "no node it can quantize"
+    hint = "--mode dynamic" if built.recipe.mode == "static" else "--mode static"
+    raise EdgennError(f"{built.recipe.name} quantized no compute node ({why}); try {hint} or --mode auto")
+
+
+# ------------------------------------------------------------------------------------- auto mode
+@dataclass(frozen=True)
+class _Score:
+    accuracy: float
+    drop_points: float
+    mean_abs_error: float  # of the first output against fp32; breaks ties between equal accuracies
+
+
+@dataclass(frozen=True)
+class _AutoOutcome:
+    built: _Built
+    candidates: tuple[Candidate, ...]
+    selection: str
+    budget_met: bool
+    notes: tuple[str, ...]
+
+
+class _Judge:
+    """Scores candidates on the selection data against the fp32 model's predictions there."""
+
+    def __init__(self, shop: _Workshop, samples: Samples) -> None:
+        self.shop, self.samples = shop, samples
+        self.threads = shop.options.latency.threads
+        self.fp32 = open_session(shop.source.path, self.threads)
+        self.reference = predict(self.fp32, samples, shop.source.fixed_batch)
+        self.fp32_accuracy = accuracy(self.reference, samples.labels)
+
+    def score(self, built: _Built) -> _Score:
+        outputs = predict(open_session(built.path, self.threads), self.samples, self.shop.source.fixed_batch)
+        acc = accuracy(outputs, self.samples.labels)
+        error = float(np.mean(np.abs(outputs[0].astype(np.float64) - self.reference[0])))
+        return _Score(acc, 100.0 * (self.fp32_accuracy - acc), error)
+
+    def speedups(self, builds: Sequence[_Built]) -> list[float]:
+        """Throughput of each build against fp32 at the largest measured batch, all interleaved in one loop."""
+        options = self.shop.options.latency
+        batches, _ = measured_batches(options, self.shop.source.fixed_batch)
+        sessions = [self.fp32] + [open_session(b.path, self.threads) for b in builds]
+        times = median_latencies(sessions, self.samples, max(batches), options)
+        return [times[0] / t for t in times[1:]]
+
+
+def _selection_samples(source: _Source, options: QuantizeOptions, eval_samples: Samples) -> tuple[Samples, str]:
+    if options.eval_data:
+        return eval_samples, ("auto mode chose on the evaluation data itself (no separate validation data): "
+                              "its figures are optimistic")
+    prep = calibration.read_preprocessing(source.model)
+    return calibration.digits_samples(source.inputs, prep, "val", "--eval-data"), ""
+
+
+def _auto(shop: _Workshop, eval_samples: Samples) -> _AutoOutcome:
+    """Try the recipes, keep the fastest within the budget; else keep the costliest nodes in float."""
+    options = shop.options
+    budget = options.max_accuracy_drop
+    selection, note = _selection_samples(shop.source, options, eval_samples)
+    judge = _Judge(shop, selection)
+    tried: list[tuple[_Built, _Score, int]] = []
+    skipped: list[Candidate] = []
+    for name in options.auto_recipes:
+        recipe = _named_recipe(name, options.method)
+        shop.step(f"auto: trying {recipe.name}")
+        try:
+            built = shop.build(recipe, shop.default_float(recipe))
+        except EdgennError as exc:
+            skipped.append(Candidate(recipe, None, None, 0, False, note=str(exc)))
+            continue
+        int8_ops = optimised_kernels(built.path, judge.threads).int8_compute if recipe.int8 else 0
+        if recipe.int8 and not int8_ops:
+            skipped.append(Candidate(recipe, None, None, 0, False, note="no compute node ends up in int8"))
+            continue
+        tried.append((built, judge.score(built), int8_ops))
+    if not tried:
+        reasons = "; ".join(f"{c.recipe.name}: {c.note}" for c in skipped)
+        raise EdgennError(f"no recipe could quantize this model: {reasons}")
+    shop.step("auto: timing the candidates against fp32, side by side")
+    speedups = judge.speedups([b for b, _, _ in tried])
+    within = [i for i, (_, s, _) in enumerate(tried) if s.drop_points <= budget]
+    notes = [note] if note else []
+    if within:
+        pick = max(within, key=lambda i: speedups[i])
+        chosen, met = tried[pick][0], True
+    else:
+        int8 = [i for i, (b, _, _) in enumerate(tried) if b.recipe.int8]
+        if not int8:
+            pick = min(range(len(tried)), key=lambda i: tried[i][1].drop_points)
+            chosen, met = tried[pick][0], False
+        else:
+            pick = max(int8, key=lambda i: speedups[i])
+            chosen, met = _keep_costliest_in_float(shop, judge, tried[pick][0], tried[pick][1], budget)
+        if not met:
+            notes.append(f"the budget of {budget:g} points was not met even with every quantizable node in float; "
+                         "kept the best found")
+    extra = len(chosen.kept) - len(tried[pick][0].kept)
+    candidates = tuple(
+        Candidate(b.recipe, s.drop_points, speedups[i], ops, s.drop_points <= budget, chosen=i == pick,
+                  note=f"then {extra} more node(s) kept in float for accuracy" if i == pick and extra else "")
+        for i, (b, s, ops) in enumerate(tried)
+    ) + tuple(skipped)
+    return _AutoOutcome(chosen, candidates, selection.source, met, tuple(notes))
+
+
+def _keep_costliest_in_float(shop: _Workshop, judge: _Judge, base: _Built, base_score: _Score,
+                             budget: float) -> tuple[_Built, bool]:
+    """Rank the quantized nodes by the accuracy each costs (kept alone in float), then keep them in
+    float one at a time, costliest first, until the budget holds. Returns the build and whether it did."""
+    names = shop.excludable(base.recipe, [k.node for k in base.kept])
+    ranking = []
+    for position, name in enumerate(names):
+        shop.step(f"auto: what node {position + 1} of {len(names)} costs ({name})")
+        trial = KeptFloat(name, shop.nodes[name].op_type, "accuracy")
+        alone = judge.score(shop.build(base.recipe, (*base.kept, trial)))
+        ranking.append((alone.accuracy, -alone.mean_abs_error, -position, name, alone))
+    ranking.sort(reverse=True)
+    best, best_score = base, base_score
+    kept, current = list(base.kept), base_score
+    for _acc, _err, _pos, name, alone in ranking:
+        if current.drop_points <= budget:
+            break
+        shop.step(f"auto: keeping {name} in float")
+        entry = KeptFloat(name, shop.nodes[name].op_type, "accuracy",
+                          cost_points=100.0 * (alone.accuracy - base_score.accuracy))
+        trial = shop.build(base.recipe, (*kept, entry))
+        current = judge.score(trial)
+        kept.append(replace(entry, drop_after_points=current.drop_points))
+        if (current.drop_points, current.mean_abs_error) < (best_score.drop_points, best_score.mean_abs_error):
+            best, best_score = replace(trial, kept=tuple(kept)), current
+    return best, best_score.drop_points <= budget
+
+
+# ---------------------------------------------------------------------------------- the output
+def _finalise(built: _Built, source: _Source, evaluation: Evaluation, calib: str | None) -> bytes:
+    """The quantized model with the fp32 model's edgenn metadata and the recipe, serialised."""
+    import onnx
+
+    model = onnx.load(str(built.path))
+    carried = {p.key: p.value for p in source.model.metadata_props if p.key.startswith(META_PREFIX)}
+    carried.pop(META_VALIDATION, None)  # the export's parity check was for the fp32 model, not this one
+    carried.pop(META_ACCURACY, None)
+    if evaluation.data == "digits test split":
+        carried[META_ACCURACY] = f"{evaluation.quantized_accuracy:.6f}"
+    carried[META_QUANTIZATION] = json.dumps({
+        "recipe": built.recipe.to_dict(),
+        "kept_float": [{"node": k.node, "op_type": k.op_type, "reason": k.reason} for k in built.kept],
+        "calibration": calib,
+        "evaluation": {
+            "data": evaluation.data,
+            "samples": evaluation.samples,
+            "fp32_accuracy": round(evaluation.fp32_accuracy, 6),
+            "accuracy": round(evaluation.quantized_accuracy, 6),
+            "drop_points": round(evaluation.drop_points, 4),
+            "argmax_agreement": round(evaluation.argmax_agreement, 6),
+            "max_abs_error": evaluation.max_abs_error,
+        },
+        "source_file": source.path.name,
+        "edgenn": edgenn_version(),
+        "onnxruntime": library_version("onnxruntime"),
+    }, separators=(",", ":"))
+    others = [(p.key, p.value) for p in model.metadata_props if not p.key.startswith(META_PREFIX)]
+    del model.metadata_props[:]
+    for key, value in [*others, *carried.items()]:
+        model.metadata_props.add(key=key, value=value)
+    model.doc_string = (source.model.doc_string + " " if source.model.doc_string else "") + (
+        f"Quantized by edgenn ({built.recipe.name}): accuracy {100 * evaluation.quantized_accuracy:.2f}% "
+        f"against {100 * evaluation.fp32_accuracy:.2f}% in fp32 on the {evaluation.data}.")
+    return model.SerializeToString()
+
+
+def _notes(built: _Built, evaluation: Evaluation, options: QuantizeOptions) -> list[str]:
+    notes = []
+    if evaluation.drop_points > options.max_accuracy_drop:
+        notes.append(f"accuracy drop of {evaluation.drop_points:.2f} points on the {evaluation.data} exceeds the "
+                     f"budget of {options.max_accuracy_drop:g} points")
+    if evaluation.latency:
+        largest = max(evaluation.latency, key=lambda lat: lat.batch_size)
+        if largest.speedup < SLOWER_THAN_FP32:
+            notes.append(f"{built.recipe.name} runs slower than fp32 at batch {largest.batch_size} "
+                         f"({largest.speedup:.2f}x): on this model it buys size, not speed")
+    kernels = evaluation.kernels
+    if built.recipe.int8 and not kernels.int8_compute:
+        notes.append("every compute node ended in float: this model is not really quantized")
+    if built.recipe.mode == "fp16" and kernels.no_fp16_kernel:
+        notes.append(f"the CPU provider has no fp16 kernel for {', '.join(kernels.no_fp16_kernel)}: onnxruntime runs "
+                     f"them in fp32 behind casts ({kernels.fp16_nodes} of {kernels.fp16_candidates} converted nodes "
+                     "compute in fp16)")
+    if evaluation.latency_note:
+        notes.append(evaluation.latency_note)
+    return notes
+
+
+# ------------------------------------------------------------------------------------- plumbing
+@contextlib.contextmanager
+def _quiet(verbose: bool) -> Iterator[None]:
+    """Silence onnxruntime's quantization tools (prints, logging, C++ warnings) unless verbose."""
+    if verbose:
+        yield
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    previous = logging.root.manager.disable
+    with tempfile.TemporaryFile() as sink, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        logging.disable(logging.WARNING)
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+        try:
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+                yield
+        finally:
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+            logging.disable(previous)
+
+
+@contextlib.contextmanager
+def _ort_logs_quiet(verbose: bool) -> Iterator[None]:
+    """onnxruntime's own sessions (the calibrator's among them) log warnings unless told otherwise."""
+    import onnxruntime as ort
+
+    if not verbose:
+        ort.set_default_logger_severity(3)
+    try:
+        yield
+    finally:
+        if not verbose:
+            ort.set_default_logger_severity(2)  # onnxruntime's default: warnings
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+_callable_stage(__name__)  # `edgenn.quantize(...)` works even after `import edgenn.quantize`
