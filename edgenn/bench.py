@@ -34,6 +34,7 @@ from edgenn import _callable_stage
 from edgenn.environment import Environment, collect_environment, load_average
 from edgenn.errors import EdgennError, InputError, ModelFileError, ProviderError
 from edgenn.fileio import atomic_path
+from edgenn.runtime.inputs import ORT_TYPES
 from edgenn.specs import BATCH, TensorSpec
 from edgenn.stats import RatioSummary, Summary, paired_ratio, summarize
 from edgenn.versions import edgenn_version
@@ -52,16 +53,6 @@ METHOD = (
     "providers bind inputs and outputs on the device (IO binding)"
 )
 
-_ORT_DTYPES = {
-    "tensor(float)": "float32",
-    "tensor(float16)": "float16",
-    "tensor(double)": "float64",
-    "tensor(int64)": "int64",
-    "tensor(int32)": "int32",
-    "tensor(int8)": "int8",
-    "tensor(uint8)": "uint8",
-    "tensor(bool)": "bool",
-}
 
 
 # ------------------------------------------------------------------------------------- results
@@ -365,7 +356,7 @@ def _inspect_onnx(path: str | Path, name: str) -> _Variant:
     runner = OrtRunner(str(path), ("CPUExecutionProvider",), threads=1, name=name)
     specs = []
     for arg in runner.session.get_inputs():
-        dtype = _ORT_DTYPES.get(arg.type)
+        dtype = ORT_TYPES.get(arg.type)
         if dtype is None:
             raise InputError(
                 f"{path.name}: input {arg.name!r} has type {arg.type}; edgenn bench feeds numeric tensors only"

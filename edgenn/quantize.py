@@ -24,14 +24,10 @@ user's .npz); auto mode chooses on the digits validation split and reports on th
 from __future__ import annotations
 
 import contextlib
-import io
 import json
-import logging
 import os
-import sys
 import tempfile
 import time
-import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -55,6 +51,7 @@ from edgenn.evaluate import (
     predict,
 )
 from edgenn.fileio import atomic_path
+from edgenn.quiet import silenced
 from edgenn.specs import META_ACCURACY, META_PREFIX, META_VALIDATION, TensorSpec
 from edgenn.versions import edgenn_version, library_version
 
@@ -297,7 +294,7 @@ class _Workshop:
         failure = ""
         for kwargs in attempts:
             try:
-                with _quiet(self.options.verbose):
+                with silenced(not self.options.verbose):
                     quant_pre_process(str(self.source.path), str(self.pre_path), **kwargs)
                 break
             except Exception as exc:
@@ -381,7 +378,7 @@ class _Workshop:
         if recipe.mode == "static" and not self._calibration_cache(recipe).is_file():
             self.step(f"calibrating ({recipe.method}, {len(self.calibration_samples())} samples)")
         try:
-            with _quiet(self.options.verbose):
+            with silenced(not self.options.verbose):
                 if recipe.mode == "fp16":
                     self._build_fp16(out, keep_float)
                 elif recipe.mode == "dynamic":
@@ -775,32 +772,6 @@ def _notes(built: _Built, evaluation: Evaluation, options: QuantizeOptions) -> l
 
 
 # ------------------------------------------------------------------------------------- plumbing
-@contextlib.contextmanager
-def _quiet(verbose: bool) -> Iterator[None]:
-    """Silence onnxruntime's quantization tools (prints, logging, C++ warnings) unless verbose."""
-    if verbose:
-        yield
-        return
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = [os.dup(1), os.dup(2)]
-    previous = logging.root.manager.disable
-    with tempfile.TemporaryFile() as sink, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        logging.disable(logging.WARNING)
-        os.dup2(sink.fileno(), 1)
-        os.dup2(sink.fileno(), 2)
-        try:
-            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-                yield
-        finally:
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            for fd in saved:
-                os.close(fd)
-            logging.disable(previous)
-
-
 @contextlib.contextmanager
 def _ort_logs_quiet(verbose: bool) -> Iterator[None]:
     """onnxruntime's own sessions (the calibrator's among them) log warnings unless told otherwise."""
