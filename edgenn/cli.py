@@ -5,7 +5,8 @@ from __future__ import annotations
 import sys
 import traceback
 import warnings
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import click
 
@@ -48,7 +49,12 @@ def _set_verbose(ctx: click.Context, _param: click.Parameter, value: bool) -> bo
 
 def verbose_option(f: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
-        "--verbose", "-v", is_flag=True, expose_value=False, is_eager=True, callback=_set_verbose,
+        "--verbose",
+        "-v",
+        is_flag=True,
+        expose_value=False,
+        is_eager=True,
+        callback=_set_verbose,
         help="Show library noise and full tracebacks.",
     )(f)
 
@@ -86,13 +92,29 @@ def zoo_command(as_json: bool) -> None:
 
     entries = [zoo.entry(n) for n in zoo.names()]
     if as_json:
-        click.echo(to_json([{"name": e.name, "inputs": [s.to_dict() for s in e.inputs],
-                             "description": e.description, "accuracy_target": e.accuracy_target}
-                            for e in entries]))
+        click.echo(
+            to_json(
+                [
+                    {
+                        "name": e.name,
+                        "inputs": [s.to_dict() for s in e.inputs],
+                        "description": e.description,
+                        "accuracy_target": e.accuracy_target,
+                    }
+                    for e in entries
+                ]
+            )
+        )
         return
-    click.echo(table(["model", "input", "target", "description"],
-                     [(e.name, " ".join(str(s) for s in e.inputs), percent(e.accuracy_target, 0), e.description)
-                      for e in entries]))
+    click.echo(
+        table(
+            ["model", "input", "target", "description"],
+            [
+                (e.name, " ".join(str(s) for s in e.inputs), percent(e.accuracy_target, 0), e.description)
+                for e in entries
+            ],
+        )
+    )
 
 
 # --------------------------------------------------------------------------------------- train
@@ -102,9 +124,25 @@ def zoo_command(as_json: bool) -> None:
 @click.option("--optimizer", type=click.Choice(["adamw", "adam", "sgd", "rmsprop"]), help="sgd uses momentum.")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Peak learning rate.")
 @click.option("--loss", type=click.Choice(["cross_entropy", "mse"]))
-@click.option("--init", "init", type=click.Choice(
-    ["default", "uniform", "normal", "zeros", "ones", "constant", "kaiming_normal", "kaiming_uniform",
-     "xavier_normal", "xavier_uniform"]), help="Weight init for every Linear/Conv/RNN (default: the model's own).")
+@click.option(
+    "--init",
+    "init",
+    type=click.Choice(
+        [
+            "default",
+            "uniform",
+            "normal",
+            "zeros",
+            "ones",
+            "constant",
+            "kaiming_normal",
+            "kaiming_uniform",
+            "xavier_normal",
+            "xavier_uniform",
+        ]
+    ),
+    help="Weight init for every Linear/Conv/RNN (default: the model's own).",
+)
 @click.option("--schedule", type=click.Choice(["onecycle", "cosine", "constant"]))
 @click.option("--batch-size", type=click.IntRange(min=1))
 @click.option("--shift", type=click.FloatRange(0, 0.5), help="Random translation augmentation (fraction of size).")
@@ -132,14 +170,18 @@ def train_command(model: str, out_dir: str | None, as_json: bool, **options: Any
     if as_json:
         click.echo(to_json(result.to_dict()))
         return
-    click.echo(key_values([
-        ("model", model),
-        ("test accuracy", percent(result.test_accuracy)),
-        ("val accuracy", f"{percent(result.val_accuracy)} (epoch {result.best_epoch} of {cfg.epochs})"),
-        ("training time", f"{result.train_seconds:.1f} s"),
-        ("weights", result.weights_path),
-        ("record", result.record_path),
-    ]))
+    click.echo(
+        key_values(
+            [
+                ("model", model),
+                ("test accuracy", percent(result.test_accuracy)),
+                ("val accuracy", f"{percent(result.val_accuracy)} (epoch {result.best_epoch} of {cfg.epochs})"),
+                ("training time", f"{result.train_seconds:.1f} s"),
+                ("weights", result.weights_path),
+                ("record", result.record_path),
+            ]
+        )
+    )
 
 
 # ------------------------------------------------------------------------------------- summary
@@ -157,26 +199,35 @@ def summary_command(model: str, batch_size: int, as_json: bool) -> None:
     if as_json:
         click.echo(to_json(result.to_dict()))
         return
-    click.echo(table(["layer", "type", "output shape", "params"],
-                     [(r.name, r.kind, "x".join(map(str, r.output_shape)), r.parameters) for r in result.layers],
-                     title=f"{model} (batch {batch_size})"))
-    click.echo(key_values([
-        ("total params", f"{result.total_parameters:,}"),
-        ("trainable params", f"{result.trainable_parameters:,}"),
-        ("params size", f"{result.parameter_bytes / 1024:.1f} KiB"),
-    ]))
+    click.echo(
+        table(
+            ["layer", "type", "output shape", "params"],
+            [(r.name, r.kind, "x".join(map(str, r.output_shape)), r.parameters) for r in result.layers],
+            title=f"{model} (batch {batch_size})",
+        )
+    )
+    click.echo(
+        key_values(
+            [
+                ("total params", f"{result.total_parameters:,}"),
+                ("trainable params", f"{result.trainable_parameters:,}"),
+                ("params size", f"{result.parameter_bytes / 1024:.1f} KiB"),
+            ]
+        )
+    )
 
 
 # -------------------------------------------------------------------------------------- export
 # (section owned by export: issue 3)
-def _batch_list(_ctx: Any, _param: Any, value: str) -> tuple[int, ...]:
+def _int_list(_ctx: Any, _param: Any, value: str) -> tuple[int, ...]:
+    """A comma-separated list of positive whole numbers (batch sizes, thread counts)."""
     try:
-        sizes = tuple(int(v) for v in value.split(","))
+        items = tuple(int(v) for v in value.split(",") if v.strip())
     except ValueError:
-        raise click.BadParameter(f"{value!r} is not a comma-separated list of sizes, like 1,7,64") from None
-    if min(sizes) < 1:
-        raise click.BadParameter("batch sizes must be positive")
-    return sizes
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of whole numbers, like 1,8,64") from None
+    if not items or min(items) < 1:
+        raise click.BadParameter(f"{value!r}: give positive whole numbers, like 1,8,64")
+    return items
 
 
 def _input_specs(_ctx: Any, _param: Any, values: tuple[str, ...]) -> tuple[Any, ...]:
@@ -190,32 +241,65 @@ def _input_specs(_ctx: Any, _param: Any, values: tuple[str, ...]) -> tuple[Any, 
 
 @cli.command("export")
 @click.argument("source")
-@click.option("-o", "--output", "output", required=True, type=click.Path(dir_okay=False), help="The .onnx file to write.")
+@click.option(
+    "-o", "--output", "output", required=True, type=click.Path(dir_okay=False), help="The .onnx file to write."
+)
 @click.option("--weights", type=click.Path(dir_okay=False), help="Weights from `edgenn train` (zoo models).")
-@click.option("--input", "inputs", multiple=True, callback=_input_specs, metavar="NAME:DIMS[:DTYPE]",
-              help="An input, e.g. x:1x3x224x224:float32 or ids:1x16:int64 (repeat for several).")
+@click.option(
+    "--input",
+    "inputs",
+    multiple=True,
+    callback=_input_specs,
+    metavar="NAME:DIMS[:DTYPE]",
+    help="An input, e.g. x:1x3x224x224:float32 or ids:1x16:int64 (repeat for several).",
+)
 @click.option("--static", is_flag=True, help="Pin the batch dimension instead of making it dynamic.")
 @click.option("--opset", type=click.IntRange(7, 30), help="ONNX opset (default: the exporter's).")
-@click.option("--exporter", type=click.Choice(["auto", "dynamo", "torchscript"]), default="auto", show_default=True,
-              help="auto: dynamo first, TorchScript if it fails.")
+@click.option(
+    "--exporter",
+    type=click.Choice(["auto", "dynamo", "torchscript"]),
+    default="auto",
+    show_default=True,
+    help="auto: dynamo first, TorchScript if it fails.",
+)
 @click.option("--softmax/--no-softmax", "softmax", default=None, help="Zoo models: end in a softmax (probabilities).")
-@click.option("--batches", default="1,7,64", show_default=True, callback=_batch_list, help="Parity batch sizes.")
+@click.option("--batches", default="1,7,64", show_default=True, callback=_int_list, help="Parity batch sizes.")
 @click.option("--atol", type=click.FloatRange(min=0), default=1e-4, show_default=True)
 @click.option("--rtol", type=click.FloatRange(min=0), default=1e-3, show_default=True)
 @click.option("--keep-invalid", is_flag=True, help="Keep the file even when validation fails.")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False), help="Also write the report as JSON here.")
 @json_option
 @verbose_option
-def export_command(source: str, output: str, weights: str | None, inputs: tuple[Any, ...], static: bool,
-                   opset: int | None, exporter: str, softmax: bool | None, batches: tuple[int, ...], atol: float,
-                   rtol: float, keep_invalid: bool, report_path: str | None, as_json: bool) -> None:
+def export_command(
+    source: str,
+    output: str,
+    weights: str | None,
+    inputs: tuple[Any, ...],
+    static: bool,
+    opset: int | None,
+    exporter: str,
+    softmax: bool | None,
+    batches: tuple[int, ...],
+    atol: float,
+    rtol: float,
+    keep_invalid: bool,
+    report_path: str | None,
+    as_json: bool,
+) -> None:
     """Export SOURCE (a zoo name, file.py:factory or module:attr) to a validated ONNX file."""
     from edgenn.export import ExportOptions, export_source
     from edgenn.fileio import write_text_atomic
     from edgenn.parity import Tolerance
 
-    options = ExportOptions(opset=opset, dynamic_batch=not static, exporter=exporter, parity_batches=batches,
-                            tolerance=Tolerance(atol, rtol), keep_invalid=keep_invalid, verbose=is_verbose())
+    options = ExportOptions(
+        opset=opset,
+        dynamic_batch=not static,
+        exporter=exporter,
+        parity_batches=batches,
+        tolerance=Tolerance(atol, rtol),
+        keep_invalid=keep_invalid,
+        verbose=is_verbose(),
+    )
     on_step = None if as_json else (lambda text: click.echo(f"  {text}...", err=True))
     result = export_source(source, output, weights, options, inputs, softmax, on_step=on_step)
     if report_path:
@@ -226,28 +310,47 @@ def export_command(source: str, output: str, weights: str | None, inputs: tuple[
 
 def render_export(result: Any) -> str:
     v = result.validation
-    head = key_values([
-        ("source", result.source),
-        ("file", f"{result.path} ({result.file_bytes / 1024:.1f} KiB, one self-contained file)" if result.path
-         else "none written"),
-        ("exporter", result.exporter_note),
-        ("opset", result.opset),
-        ("inputs", ", ".join(str(s) for s in result.inputs)),
-        ("outputs", ", ".join(str(s) for s in result.outputs)),
-        ("nodes", result.node_count),
-        ("time", f"export {result.export_seconds:.2f} s, validate {result.validate_seconds:.2f} s"),
-    ])
-    stages = table(["stage", "ok", "seconds", "detail"],
-                   [(s.name, "yes" if s.passed else "NO", f"{s.seconds:.3f}", s.detail) for s in v.stages])
-    parity = table(["case", "output", "max abs", "max rel", "outside tol", "argmax agree", "ok"],
-                   [(label, o.name, o.max_abs_error, o.max_rel_error, percent(o.mismatch_fraction),
-                     percent(o.argmax_agreement), "yes" if o.passed else "NO")
-                    for label, p in v.parity for o in p.outputs])
+    head = key_values(
+        [
+            ("source", result.source),
+            (
+                "file",
+                f"{result.path} ({result.file_bytes / 1024:.1f} KiB, one self-contained file)"
+                if result.path
+                else "none written",
+            ),
+            ("exporter", result.exporter_note),
+            ("opset", result.opset),
+            ("inputs", ", ".join(str(s) for s in result.inputs)),
+            ("outputs", ", ".join(str(s) for s in result.outputs)),
+            ("nodes", result.node_count),
+            ("time", f"export {result.export_seconds:.2f} s, validate {result.validate_seconds:.2f} s"),
+        ]
+    )
+    stages = table(
+        ["stage", "ok", "seconds", "detail"],
+        [(s.name, "yes" if s.passed else "NO", f"{s.seconds:.3f}", s.detail) for s in v.stages],
+    )
+    parity = table(
+        ["case", "output", "max abs", "max rel", "outside tol", "argmax agree", "ok"],
+        [
+            (
+                label,
+                o.name,
+                o.max_abs_error,
+                o.max_rel_error,
+                percent(o.mismatch_fraction),
+                percent(o.argmax_agreement),
+                "yes" if o.passed else "NO",
+            )
+            for label, p in v.parity
+            for o in p.outputs
+        ],
+    )
     parts = [head, "", stages, "", parity]
     parts += [f"skipped: {s}" for s in v.skipped]
     parts.append("\nvalid" if result.passed else f"\nINVALID: {v.first_failure}")
     return "\n".join(parts)
-
 
 
 # ------------------------------------------------------------------------------------- predict
@@ -256,13 +359,18 @@ def render_export(result: Any) -> str:
 @click.argument("model_path", metavar="MODEL")
 @click.argument("input_path", metavar="INPUT")
 @click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True, help="Classes to show.")
-@click.option("--provider", default="auto", show_default=True,
-              help="auto (TensorRT, CUDA, then CPU), cpu, cuda, tensorrt, or an onnxruntime provider name.")
+@click.option(
+    "--provider",
+    default="auto",
+    show_default=True,
+    help="auto (TensorRT, CUDA, then CPU), cpu, cuda, tensorrt, or an onnxruntime provider name.",
+)
 @click.option("--threads", type=click.IntRange(min=1), help="onnxruntime intra-op threads (default: its own).")
 @json_option
 @verbose_option
-def predict_command(model_path: str, input_path: str, top_k: int, provider: str, threads: int | None,
-                    as_json: bool) -> None:
+def predict_command(
+    model_path: str, input_path: str, top_k: int, provider: str, threads: int | None, as_json: bool
+) -> None:
     """Classify INPUT (a picture, or a .npy of model inputs) with MODEL (.onnx); prints the top classes."""
     from edgenn.runtime import Model, classify_file
 
@@ -272,8 +380,11 @@ def predict_command(model_path: str, input_path: str, top_k: int, provider: str,
         click.echo(to_json({"model": model.path, "providers": list(model.providers), **result.to_dict()}))
         return
     batch = len(result.predictions) > 1
-    rows = [((s,) if batch else ()) + (rank, c.label, c.index, percent(c.score))
-            for s, classes in enumerate(result.predictions) for rank, c in enumerate(classes, 1)]
+    rows = [
+        ((s,) if batch else ()) + (rank, c.label, c.index, percent(c.score))
+        for s, classes in enumerate(result.predictions)
+        for rank, c in enumerate(classes, 1)
+    ]
     headers = (["sample"] if batch else []) + ["rank", "label", "index", "probability"]
     click.echo(table(headers, rows, title=f"{input_path} (read as {result.read_as}) with {model.path}"))
 
@@ -296,34 +407,84 @@ def _recipe_list(_ctx: Any, _param: Any, value: str | None) -> tuple[str, ...] |
 @cli.command("quantize")
 @click.argument("model_path", metavar="MODEL", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="The quantized .onnx to write.")
-@click.option("--mode", type=click.Choice(["static", "dynamic", "fp16", "auto"]), default="static", show_default=True,
-              help="auto: try the recipes, keep the fastest within --max-accuracy-drop.")
-@click.option("--format", "fmt", type=click.Choice(["qdq", "qoperator"]), default="qdq", show_default=True,
-              help="Static int8 format.")
+@click.option(
+    "--mode",
+    type=click.Choice(["static", "dynamic", "fp16", "auto"]),
+    default="static",
+    show_default=True,
+    help="auto: try the recipes, keep the fastest within --max-accuracy-drop.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["qdq", "qoperator"]),
+    default="qdq",
+    show_default=True,
+    help="Static int8 format.",
+)
 @click.option("--per-channel/--no-per-channel", default=True, show_default=True, help="One weight scale per channel.")
-@click.option("--method", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax", show_default=True,
-              help="Static calibration method.")
-@click.option("--calibration", type=click.Path(dir_okay=False),
-              help="Calibration inputs (.npz, one array per model input) [digits training split].")
+@click.option(
+    "--method",
+    type=click.Choice(["minmax", "entropy", "percentile"]),
+    default="minmax",
+    show_default=True,
+    help="Static calibration method.",
+)
+@click.option(
+    "--calibration",
+    type=click.Path(dir_okay=False),
+    help="Calibration inputs (.npz, one array per model input) [digits training split].",
+)
 @click.option("--samples", type=click.IntRange(min=1), default=256, show_default=True, help="Calibration samples.")
-@click.option("--eval-data", type=click.Path(dir_okay=False),
-              help="Labelled evaluation data (.npz: the inputs and `labels`) [digits test split].")
-@click.option("--max-accuracy-drop", type=float, default=0.5, show_default=True, metavar="POINTS",
-              help="Accuracy budget in percentage points: auto mode's target, a check for the others.")
+@click.option(
+    "--eval-data",
+    type=click.Path(dir_okay=False),
+    help="Labelled evaluation data (.npz: the inputs and `labels`) [digits test split].",
+)
+@click.option(
+    "--max-accuracy-drop",
+    type=float,
+    default=0.5,
+    show_default=True,
+    metavar="POINTS",
+    help="Accuracy budget in percentage points: auto mode's target, a check for the others.",
+)
 @click.option("--exclude", multiple=True, metavar="NODE", help="Keep this node in float (repeat for several).")
 @click.option("--quantize-output-layer", is_flag=True, help="Static: quantize the last Gemm/MatMul too.")
-@click.option("--min-conv-channels", type=click.IntRange(min=0), default=4, show_default=True,
-              help="Convs with fewer input channels stay float (int8 is slower there); 0 quantizes all.")
-@click.option("--recipes", callback=_recipe_list, metavar="LIST",
-              help="Auto: the recipes to try, comma-separated [static-qdq,static-qdq-per-tensor,static-qoperator,"
-                   "dynamic,fp16].")
+@click.option(
+    "--min-conv-channels",
+    type=click.IntRange(min=0),
+    default=4,
+    show_default=True,
+    help="Convs with fewer input channels stay float (int8 is slower there); 0 quantizes all.",
+)
+@click.option(
+    "--recipes",
+    callback=_recipe_list,
+    metavar="LIST",
+    help="Auto: the recipes to try, comma-separated [static-qdq,static-qdq-per-tensor,static-qoperator,dynamic,fp16].",
+)
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True, help="Threads for the timings.")
 @json_option
 @verbose_option
-def quantize_command(model_path: str, output: str, mode: str, fmt: str, per_channel: bool, method: str,
-                     calibration: str | None, samples: int, eval_data: str | None, max_accuracy_drop: float,
-                     exclude: tuple[str, ...], quantize_output_layer: bool, min_conv_channels: int,
-                     recipes: tuple[str, ...] | None, threads: int, as_json: bool) -> None:
+def quantize_command(
+    model_path: str,
+    output: str,
+    mode: str,
+    fmt: str,
+    per_channel: bool,
+    method: str,
+    calibration: str | None,
+    samples: int,
+    eval_data: str | None,
+    max_accuracy_drop: float,
+    exclude: tuple[str, ...],
+    quantize_output_layer: bool,
+    min_conv_channels: int,
+    recipes: tuple[str, ...] | None,
+    threads: int,
+    as_json: bool,
+) -> None:
     """Quantize MODEL (.onnx) and measure what it cost against the fp32 model on held-out data."""
     from tqdm import tqdm
 
@@ -331,10 +492,19 @@ def quantize_command(model_path: str, output: str, mode: str, fmt: str, per_chan
     from edgenn.quantize import QuantizeOptions, quantize
 
     options = QuantizeOptions(
-        mode=mode, format=fmt, per_channel=per_channel, method=method, samples=samples, calibration=calibration,
-        eval_data=eval_data, max_accuracy_drop=max_accuracy_drop, exclude=exclude,
-        keep_output_layer_float=not quantize_output_layer, min_conv_channels=min_conv_channels,
-        latency=LatencyOptions(threads=threads), verbose=is_verbose(),
+        mode=mode,
+        format=fmt,
+        per_channel=per_channel,
+        method=method,
+        samples=samples,
+        calibration=calibration,
+        eval_data=eval_data,
+        max_accuracy_drop=max_accuracy_drop,
+        exclude=exclude,
+        keep_output_layer_float=not quantize_output_layer,
+        min_conv_channels=min_conv_channels,
+        latency=LatencyOptions(threads=threads),
+        verbose=is_verbose(),
         **({"auto_recipes": recipes} if recipes else {}),
     )
     bar = tqdm(desc="quantize", bar_format="{desc} [{elapsed}]", file=sys.stderr, disable=as_json or None)
@@ -358,15 +528,30 @@ def render_quantize(result: Any) -> str:
     k = e.kernels
     title = f"{result.source} -> {result.output} ({result.recipe.name})"
     rows: list[tuple[Any, ...]] = [
-        (f"accuracy ({e.data}, {e.samples})", percent(e.fp32_accuracy), percent(e.quantized_accuracy),
-         f"{100 * (e.quantized_accuracy - e.fp32_accuracy):+.2f} points"),
+        (
+            f"accuracy ({e.data}, {e.samples})",
+            percent(e.fp32_accuracy),
+            percent(e.quantized_accuracy),
+            f"{100 * (e.quantized_accuracy - e.fp32_accuracy):+.2f} points",
+        ),
         ("argmax agreement", "", percent(e.argmax_agreement), ""),
         ("max abs output error", "", f"{e.max_abs_error:.3g}", ""),
-        ("file size", f"{e.fp32_bytes / 1024:.1f} KiB", f"{e.quantized_bytes / 1024:.1f} KiB",
-         f"{100 * e.size_ratio:.1f}%"),
+        (
+            "file size",
+            f"{e.fp32_bytes / 1024:.1f} KiB",
+            f"{e.quantized_bytes / 1024:.1f} KiB",
+            f"{100 * e.size_ratio:.1f}%",
+        ),
     ]
-    rows += [(f"latency, batch {lat.batch_size}", f"{lat.fp32_ms:.3f} ms", f"{lat.quantized_ms:.3f} ms",
-              f"{lat.speedup:.2f}x throughput") for lat in e.latency]
+    rows += [
+        (
+            f"latency, batch {lat.batch_size}",
+            f"{lat.fp32_ms:.3f} ms",
+            f"{lat.quantized_ms:.3f} ms",
+            f"{lat.speedup:.2f}x throughput",
+        )
+        for lat in e.latency
+    ]
     ops = ", ".join(f"{op} {n}" for op, n in k.op_counts if op in INT8_COMPUTE_OPS)
     if result.recipe.mode == "fp16":
         rows.append(("nodes computing in fp16", "", f"{k.fp16_nodes} of {k.fp16_candidates}", ""))
@@ -375,16 +560,43 @@ def render_quantize(result: Any) -> str:
     rows.append(("float compute kernels run", "", str(k.float_compute), ""))
     parts = [table(["", "fp32", result.recipe.name, "change"], rows, title=title)]
     if result.kept_float:
-        parts += ["", table(
-            ["kept in float", "op", "why", "cost (points)", "drop after"],
-            [(kf.node, kf.op_type, kf.reason, _points(kf.cost_points), _points(kf.drop_after_points))
-             for kf in result.kept_float])]
+        parts += [
+            "",
+            table(
+                ["kept in float", "op", "why", "cost (points)", "drop after"],
+                [
+                    (kf.node, kf.op_type, kf.reason, _points(kf.cost_points), _points(kf.drop_after_points))
+                    for kf in result.kept_float
+                ],
+            ),
+        ]
     if result.candidates:
-        parts += ["", table(
-            ["recipe tried", f"drop ({_short(result.selection_data)})", "speedup", "int8 kernels", "within budget",
-             "chosen", "note"],
-            [(c.recipe.name, _points(c.drop_points), "-" if c.speedup is None else f"{c.speedup:.2f}x", c.int8_compute,
-              "yes" if c.within_budget else "no", "yes" if c.chosen else "", c.note) for c in result.candidates])]
+        parts += [
+            "",
+            table(
+                [
+                    "recipe tried",
+                    f"drop ({_short(result.selection_data)})",
+                    "speedup",
+                    "int8 kernels",
+                    "within budget",
+                    "chosen",
+                    "note",
+                ],
+                [
+                    (
+                        c.recipe.name,
+                        _points(c.drop_points),
+                        "-" if c.speedup is None else f"{c.speedup:.2f}x",
+                        c.int8_compute,
+                        "yes" if c.within_budget else "no",
+                        "yes" if c.chosen else "",
+                        c.note,
+                    )
+                    for c in result.candidates
+                ],
+            ),
+        ]
     if result.calibration:
         parts.append(f"\ncalibration: {result.calibration} ({result.recipe.method})")
     parts += [f"note: {n}" for n in result.notes]
@@ -401,51 +613,59 @@ def _short(data: str | None) -> str:
 
 # --------------------------------------------------------------------------------------- bench
 # (section owned by bench: issue 6)
-def _bench_int_list(_ctx: Any, _param: Any, value: str) -> tuple[int, ...]:
-    try:
-        items = tuple(int(v) for v in value.split(",") if v.strip())
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not a comma-separated list of whole numbers, like 1,8,64") from None
-    if not items or min(items) < 1:
-        raise click.BadParameter(f"{value!r}: give positive whole numbers, like 1,8,64")
-    return items
-
-
-def _bench_inputs(_ctx: Any, _param: Any, values: tuple[str, ...]) -> tuple[Any, ...]:
-    from edgenn.specs import TensorSpec
-
-    try:
-        return tuple(TensorSpec.parse(v) for v in values)
-    except EdgennError as exc:
-        raise click.BadParameter(str(exc)) from None
-
-
 @cli.command("bench")
 @click.argument("models", nargs=-1, metavar="[MODEL.onnx]...")
-@click.option("--eager", metavar="SOURCE",
-              help="Eager PyTorch baseline: a zoo name (with --weights) or file.py:factory.")
+@click.option(
+    "--eager", metavar="SOURCE", help="Eager PyTorch baseline: a zoo name (with --weights) or file.py:factory."
+)
 @click.option("--weights", type=click.Path(dir_okay=False), help="Trained weights of the --eager zoo model.")
-@click.option("--provider", "providers", default="cpu", show_default=True,
-              help="cpu, cuda, tensorrt, all, or a comma list; missing providers are reported as skipped.")
-@click.option("--threads", default="1", show_default=True, callback=_bench_int_list, help="Thread counts, e.g. 1,2.")
-@click.option("--batch", "batches", default="1", show_default=True, callback=_bench_int_list,
-              help="Batch sizes, e.g. 1,8,64.")
+@click.option(
+    "--provider",
+    "providers",
+    default="cpu",
+    show_default=True,
+    help="cpu, cuda, tensorrt, all, or a comma list; missing providers are reported as skipped.",
+)
+@click.option("--threads", default="1", show_default=True, callback=_int_list, help="Thread counts, e.g. 1,2.")
+@click.option(
+    "--batch", "batches", default="1", show_default=True, callback=_int_list, help="Batch sizes, e.g. 1,8,64."
+)
 @click.option("--warmup", type=int, default=10, show_default=True, help="Untimed calls per variant and point.")
 @click.option("--runs", type=int, help="Timed calls per variant and point (instead of --seconds).")
 @click.option("--seconds", type=float, help="Time budget per point, all variants together [1.0].")
 @click.option("--rounds", type=int, default=25, show_default=True, help="Interleaved rounds per point.")
-@click.option("--input", "inputs", multiple=True, callback=_bench_inputs, metavar="NAME:DIMS[:DTYPE]",
-              help="Sizes of dynamic dims other than batch, e.g. input:Bx8x8 (the first dim comes from --batch).")
+@click.option(
+    "--input",
+    "inputs",
+    multiple=True,
+    callback=_input_specs,
+    metavar="NAME:DIMS[:DTYPE]",
+    help="Sizes of dynamic dims other than batch, e.g. input:Bx8x8 (the first dim comes from --batch).",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random inputs.")
-@click.option("--json", "json_path", metavar="FILE",
-              help="Write the report as JSON ('-': print it instead of the table).")
+@click.option(
+    "--json", "json_path", metavar="FILE", help="Write the report as JSON ('-': print it instead of the table)."
+)
 @click.option("--csv", "csv_path", metavar="FILE", help="Write one row per variant and point as CSV.")
 @click.option("--plot", "plot_path", metavar="FILE.png", help="Plot latency against batch size (needs matplotlib).")
 @verbose_option
-def bench_command(models: tuple[str, ...], eager: str | None, weights: str | None, providers: str,
-                  threads: tuple[int, ...], batches: tuple[int, ...], warmup: int, runs: int | None,
-                  seconds: float | None, rounds: int, inputs: tuple[Any, ...], seed: int, json_path: str | None,
-                  csv_path: str | None, plot_path: str | None) -> None:
+def bench_command(
+    models: tuple[str, ...],
+    eager: str | None,
+    weights: str | None,
+    providers: str,
+    threads: tuple[int, ...],
+    batches: tuple[int, ...],
+    warmup: int,
+    runs: int | None,
+    seconds: float | None,
+    rounds: int,
+    inputs: tuple[Any, ...],
+    seed: int,
+    json_path: str | None,
+    csv_path: str | None,
+    plot_path: str | None,
+) -> None:
     """Time ONNX MODELs (and an eager PyTorch baseline) on onnxruntime providers, interleaved."""
     from tqdm import tqdm
 
@@ -460,12 +680,19 @@ def bench_command(models: tuple[str, ...], eager: str | None, weights: str | Non
     if plot_path:
         require_matplotlib()
     options = BenchOptions(
-        providers=tuple(p.strip() for p in providers.split(",") if p.strip()), threads=threads, batches=batches,
-        warmup=warmup, runs=runs, seconds=1.0 if seconds is None else seconds, rounds=rounds, inputs=inputs,
+        providers=tuple(p.strip() for p in providers.split(",") if p.strip()),
+        threads=threads,
+        batches=batches,
+        warmup=warmup,
+        runs=runs,
+        seconds=1.0 if seconds is None else seconds,
+        rounds=rounds,
+        inputs=inputs,
         seed=seed,
     )
-    bar = tqdm(total=len(threads) * len(batches), desc="bench", unit="point", file=sys.stderr, disable=None,
-               leave=False)
+    bar = tqdm(
+        total=len(threads) * len(batches), desc="bench", unit="point", file=sys.stderr, disable=None, leave=False
+    )
 
     def on_point(done: int, total: int, label: str) -> None:
         bar.total = total
@@ -501,36 +728,87 @@ def render_bench(report: Any) -> str:
         else:
             speed = f"{r.speedup.median:.2f}x [{r.speedup.ci_low:.2f}-{r.speedup.ci_high:.2f}]"
         memory = "-" if r.session_memory_mb is None else f"{r.session_memory_mb:.1f} / {r.run_memory_mb:.1f}"
-        rows.append((r.variant, r.provider + (f" t{r.threads}" if many_threads else ""), r.batch,
-                     _ms(lat.median), _ms(lat.p90), _ms(lat.p99), f"{_ms(lat.mean)} ± {_ms(lat.std)}",
-                     _ms(r.cpu_ms) + ("*" if r.waited_for_cpu else ""), f"{r.throughput:,.0f}", speed,
-                     f"{1e3 * r.session_seconds:.1f}", memory))
+        rows.append(
+            (
+                r.variant,
+                r.provider + (f" t{r.threads}" if many_threads else ""),
+                r.batch,
+                _ms(lat.median),
+                _ms(lat.p90),
+                _ms(lat.p99),
+                f"{_ms(lat.mean)} ± {_ms(lat.std)}",
+                _ms(r.cpu_ms) + ("*" if r.waited_for_cpu else ""),
+                f"{r.throughput:,.0f}",
+                speed,
+                f"{1e3 * r.session_seconds:.1f}",
+                memory,
+            )
+        )
     env = report.environment
-    parts = [table(["variant", "provider", "batch", "median ms", "p90 ms", "p99 ms", "mean ± std ms", "cpu ms",
-                    "samples/s", "speedup [95% CI]", "session ms", "memory MB (session / run)"], rows)]
+    parts = [
+        table(
+            [
+                "variant",
+                "provider",
+                "batch",
+                "median ms",
+                "p90 ms",
+                "p99 ms",
+                "mean ± std ms",
+                "cpu ms",
+                "samples/s",
+                "speedup [95% CI]",
+                "session ms",
+                "memory MB (session / run)",
+            ],
+            rows,
+        )
+    ]
     parts += [f"skipped {_where(s)}: {s.reason}" for s in report.skipped]
     baselines = sorted({r.baseline for r in report.results if r.baseline})
-    parts += ["", key_values([
-        ("speedup", f"against {', '.join(baselines) or 'the first variant'}, paired per round (>1: faster)"),
-        ("cpu", f"{env.cpu_model}; {' '.join(env.cpu_flags) or 'no AVX2/AVX-512/VNNI flags'}"),
-        ("cores", f"{env.usable_cores} usable of {env.logical_cores} logical"
-                  + (f", {env.physical_cores} physical" if env.physical_cores else "")),
-        ("threads", ", ".join(map(str, report.options.threads))
-         + "".join(f"; {k}={v}" for k, v in env.thread_variables.items())),
-        ("versions", ", ".join(f"{k} {env.versions[k]}" for k in ("onnxruntime", "torch", "numpy")
-                               if k in env.versions)),
-        ("providers", ", ".join(env.providers_available)),
-        ("runs", f"{report.results[0].runs} timed calls in {report.results[0].rounds} rounds per point "
-                 f"(first variant), after {report.options.warmup} warm-up calls"),
-        ("load", _load(env.load_average, report.load_average_end, env.usable_cores)),
-        ("memory", "peak host RSS growth while creating the session / over the warm-up calls (Linux VmHWM)"
-         if report.results[0].session_memory_mb is not None else report.memory_method),
-    ])]
+    parts += [
+        "",
+        key_values(
+            [
+                ("speedup", f"against {', '.join(baselines) or 'the first variant'}, paired per round (>1: faster)"),
+                ("cpu", f"{env.cpu_model}; {' '.join(env.cpu_flags) or 'no AVX2/AVX-512/VNNI flags'}"),
+                (
+                    "cores",
+                    f"{env.usable_cores} usable of {env.logical_cores} logical"
+                    + (f", {env.physical_cores} physical" if env.physical_cores else ""),
+                ),
+                (
+                    "threads",
+                    ", ".join(map(str, report.options.threads))
+                    + "".join(f"; {k}={v}" for k, v in env.thread_variables.items()),
+                ),
+                (
+                    "versions",
+                    ", ".join(f"{k} {env.versions[k]}" for k in ("onnxruntime", "torch", "numpy") if k in env.versions),
+                ),
+                ("providers", ", ".join(env.providers_available)),
+                (
+                    "runs",
+                    f"{report.results[0].runs} timed calls in {report.results[0].rounds} rounds per point "
+                    f"(first variant), after {report.options.warmup} warm-up calls",
+                ),
+                ("load", _load(env.load_average, report.load_average_end, env.usable_cores)),
+                (
+                    "memory",
+                    "peak host RSS growth while creating the session / over the warm-up calls (Linux VmHWM)"
+                    if report.results[0].session_memory_mb is not None
+                    else report.memory_method,
+                ),
+            ]
+        ),
+    ]
     waited = [r for r in report.results if r.waited_for_cpu]
     if waited:
-        parts.append(f"warning: * marks {len(waited)} one-thread runs whose mean wall time exceeds their CPU time by "
-                     "20% or more: their calls waited for a core (another program was running). Medians and paired "
-                     "speedups hold up best, means and p99 least; rerun on a quiet machine")
+        parts.append(
+            f"warning: * marks {len(waited)} one-thread runs whose mean wall time exceeds their CPU time by "
+            "20% or more: their calls waited for a core (another program was running). Medians and paired "
+            "speedups hold up best, means and p99 least; rerun on a quiet machine"
+        )
     return "\n".join(parts)
 
 
@@ -538,8 +816,9 @@ def _load(start: Any, end: Any, cores: int) -> str:
     if start is None:
         return "unknown"
     text = f"{start[0]} at the start, {end[0] if end else '?'} at the end, on {cores} cores"
-    return text + (" (busy: other programs compete for the cores)" if max(start[0], end[0] if end else 0) > cores
-                   else "")
+    return text + (
+        " (busy: other programs compete for the cores)" if max(start[0], end[0] if end else 0) > cores else ""
+    )
 
 
 def _ms(value: float) -> str:
@@ -560,13 +839,25 @@ def _where(s: Any) -> str:
 @click.option("--all", "build_all", is_flag=True, help="Build every trainable zoo model.")
 @click.option("--models-dir", type=click.Path(file_okay=False), default="models", show_default=True)
 @click.option("--force", is_flag=True, help="Redo every stage, even where nothing changed.")
-@click.option("--max-accuracy-drop", type=click.FloatRange(min=0), default=0.5, show_default=True,
-              help="Quantization budget in accuracy points.")
+@click.option(
+    "--max-accuracy-drop",
+    type=click.FloatRange(min=0),
+    default=0.5,
+    show_default=True,
+    help="Quantization budget in accuracy points.",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @json_option
 @verbose_option
-def build_command(models: tuple[str, ...], build_all: bool, models_dir: str, force: bool, max_accuracy_drop: float,
-                  seed: int, as_json: bool) -> None:
+def build_command(
+    models: tuple[str, ...],
+    build_all: bool,
+    models_dir: str,
+    force: bool,
+    max_accuracy_drop: float,
+    seed: int,
+    as_json: bool,
+) -> None:
     """Train, export, validate, quantize and bench zoo MODELS into MODELS_DIR/<name>/ with a model card."""
     from pathlib import Path
 
@@ -577,8 +868,9 @@ def build_command(models: tuple[str, ...], build_all: bool, models_dir: str, for
     names = buildable() if build_all else list(models)
     if not names:
         raise click.UsageError("name one or more models, or --all")
-    options = BuildOptions(models_dir=Path(models_dir), force=force, seed=seed, max_accuracy_drop=max_accuracy_drop,
-                           verbose=is_verbose())
+    options = BuildOptions(
+        models_dir=Path(models_dir), force=force, seed=seed, max_accuracy_drop=max_accuracy_drop, verbose=is_verbose()
+    )
     bar = tqdm(total=len(names) * len(STAGES), desc="build", unit="stage", file=sys.stderr, disable=as_json or None)
     seen: set[tuple[str, str]] = set()
 
@@ -596,9 +888,16 @@ def build_command(models: tuple[str, ...], build_all: bool, models_dir: str, for
     if as_json:
         click.echo(to_json([r.to_dict() for r in results]))
         return
-    click.echo(table(["model", "stage", "done", "seconds", "result"],
-                     [(r.name, s.stage, "unchanged" if s.skipped else "built", f"{s.seconds:.1f}", s.summary)
-                      for r in results for s in r.stages]))
+    click.echo(
+        table(
+            ["model", "stage", "done", "seconds", "result"],
+            [
+                (r.name, s.stage, "unchanged" if s.skipped else "built", f"{s.seconds:.1f}", s.summary)
+                for r in results
+                for s in r.stages
+            ],
+        )
+    )
     for r in results:
         click.echo(f"{r.name}: {r.folder}/card.json, {r.folder}/README.md")
 
