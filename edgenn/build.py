@@ -233,7 +233,9 @@ def _stage_key(stage: str, name: str, folder: Path, options: BuildOptions) -> st
         from edgenn.train import TrainConfig
 
         settings["config"] = asdict(TrainConfig.for_model(name, seed=options.seed))
-        settings["code"] = _source_digest(["train.py", "data.py", "preprocess.py", f"zoo/{_zoo_file(name)}"])
+        settings["code"] = _source_digest(
+            ["train.py", "checkpoint.py", "data.py", "preprocess.py", f"zoo/{_zoo_file(name)}"]
+        )
     elif stage == "export":
         settings["weights"] = _file_digest(folder / WEIGHTS)
         settings["code"] = _source_digest(["export.py", "validate.py", "sources.py"])

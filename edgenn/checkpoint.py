@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -18,7 +19,9 @@ def save_weights(model: nn.Module, model_name: str, path: str | os.PathLike[str]
 
     tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={"format": FORMAT, "model": model_name})
+        # One metadata key: safetensors writes a map's keys in no fixed order, and the file's bytes must
+        # be the same run to run (the build hashes them to decide what to redo).
+        save_file(tensors, str(tmp), metadata={"edgenn": json.dumps({"format": FORMAT, "model": model_name})})
     return Path(path)
 
 
@@ -31,7 +34,7 @@ def load_weights(model: nn.Module, model_name: str, path: str | os.PathLike[str]
         raise ModelFileError(f"weights file {str(path)!r} not found; train one with `edgenn train {model_name}`")
     try:
         with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
+            meta = _edgenn_metadata(f.metadata() or {})
             tensors = {key: f.get_tensor(key) for key in f.keys()}
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise ModelFileError(
@@ -49,6 +52,14 @@ def load_weights(model: nn.Module, model_name: str, path: str | os.PathLike[str]
         raise ModelFileError(f"{str(path)!r} does not match the architecture of {model_name!r}")
     model.load_state_dict(tensors, strict=True)
     return model
+
+
+def _edgenn_metadata(raw: dict[str, str]) -> dict[str, str]:
+    try:
+        data = json.loads(raw.get("edgenn", "{}"))
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def _first_line(exc: BaseException) -> str:
