@@ -177,11 +177,6 @@ class SkippedPoint:
     batch: int | None
     reason: str
 
-    @property
-    def waited_for_cpu(self) -> bool:
-        """A one-thread CPU run whose calls took 20% more wall time than CPU time: preempted."""
-        return self.threads == 1 and self.device == "cpu" and self.latency_ms.mean > 1.2 * self.cpu_ms
-
     def to_dict(self) -> dict[str, Any]:
         return {
             "variant": self.variant,
