@@ -155,3 +155,252 @@ def render_card(card: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def render_export(result: Any) -> str:
+    v = result.validation
+    head = key_values(
+        [
+            ("source", result.source),
+            (
+                "file",
+                f"{result.path} ({result.file_bytes / 1024:.1f} KiB, one self-contained file)"
+                if result.path
+                else "none written",
+            ),
+            ("exporter", result.exporter_note),
+            ("opset", result.opset),
+            ("inputs", ", ".join(str(s) for s in result.inputs)),
+            ("outputs", ", ".join(str(s) for s in result.outputs)),
+            ("nodes", result.node_count),
+            ("time", f"export {result.export_seconds:.2f} s, validate {result.validate_seconds:.2f} s"),
+        ]
+    )
+    stages = table(
+        ["stage", "ok", "seconds", "detail"],
+        [(s.name, "yes" if s.passed else "NO", f"{s.seconds:.3f}", s.detail) for s in v.stages],
+    )
+    parity = table(
+        ["case", "output", "max abs", "max rel", "outside tol", "argmax agree", "ok"],
+        [
+            (
+                label,
+                o.name,
+                o.max_abs_error,
+                o.max_rel_error,
+                percent(o.mismatch_fraction),
+                percent(o.argmax_agreement),
+                "yes" if o.passed else "NO",
+            )
+            for label, p in v.parity
+            for o in p.outputs
+        ],
+    )
+    parts = [head, "", stages, "", parity]
+    parts += [f"skipped: {s}" for s in v.skipped]
+    parts.append("\nvalid" if result.passed else f"\nINVALID: {v.first_failure}")
+    return "\n".join(parts)
+
+
+def render_quantize(result: Any) -> str:
+    from edgenn.evaluate import INT8_COMPUTE_OPS
+
+    e = result.evaluation
+    k = e.kernels
+    title = f"{result.source} -> {result.output} ({result.recipe.name})"
+    rows: list[tuple[Any, ...]] = [
+        (
+            f"accuracy ({e.data}, {e.samples})",
+            percent(e.fp32_accuracy),
+            percent(e.quantized_accuracy),
+            f"{100 * (e.quantized_accuracy - e.fp32_accuracy):+.2f} points",
+        ),
+        ("argmax agreement", "", percent(e.argmax_agreement), ""),
+        ("max abs output error", "", f"{e.max_abs_error:.3g}", ""),
+        (
+            "file size",
+            f"{e.fp32_bytes / 1024:.1f} KiB",
+            f"{e.quantized_bytes / 1024:.1f} KiB",
+            f"{100 * e.size_ratio:.1f}%",
+        ),
+    ]
+    rows += [
+        (
+            f"latency, batch {lat.batch_size}",
+            f"{lat.fp32_ms:.3f} ms",
+            f"{lat.quantized_ms:.3f} ms",
+            f"{lat.speedup:.2f}x throughput",
+        )
+        for lat in e.latency
+    ]
+    ops = ", ".join(f"{op} {n}" for op, n in k.op_counts if op in INT8_COMPUTE_OPS)
+    if result.recipe.mode == "fp16":
+        rows.append(("nodes computing in fp16", "", f"{k.fp16_nodes} of {k.fp16_candidates}", ""))
+    else:
+        rows.append(("int8 compute kernels run", "", str(k.int8_compute), ops))
+    rows.append(("float compute kernels run", "", str(k.float_compute), ""))
+    parts = [table(["", "fp32", result.recipe.name, "change"], rows, title=title)]
+    if result.kept_float:
+        parts += [
+            "",
+            table(
+                ["kept in float", "op", "why", "cost (points)", "drop after"],
+                [
+                    (kf.node, kf.op_type, kf.reason, _points(kf.cost_points), _points(kf.drop_after_points))
+                    for kf in result.kept_float
+                ],
+            ),
+        ]
+    if result.candidates:
+        parts += [
+            "",
+            table(
+                [
+                    "recipe tried",
+                    f"drop ({_short(result.selection_data)})",
+                    "speedup",
+                    "int8 kernels",
+                    "within budget",
+                    "chosen",
+                    "note",
+                ],
+                [
+                    (
+                        c.recipe.name,
+                        _points(c.drop_points),
+                        "-" if c.speedup is None else f"{c.speedup:.2f}x",
+                        c.int8_compute,
+                        "yes" if c.within_budget else "no",
+                        "yes" if c.chosen else "",
+                        c.note,
+                    )
+                    for c in result.candidates
+                ],
+            ),
+        ]
+    if result.calibration:
+        parts.append(f"\ncalibration: {result.calibration} ({result.recipe.method})")
+    parts += [f"note: {n}" for n in result.notes]
+    return "\n".join(parts)
+
+
+def _points(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _short(data: str | None) -> str:
+    return (data or "").replace("digits ", "").replace(" split", "")
+
+
+def render_bench(report: Any) -> str:
+    many_threads = len(report.options.threads) > 1 or report.options.threads != (1,)
+    rows = []
+    for r in report.results:
+        lat = r.latency_ms
+        if r.speedup is None:
+            speed = "baseline"
+        else:
+            speed = f"{r.speedup.median:.2f}x [{r.speedup.ci_low:.2f}-{r.speedup.ci_high:.2f}]"
+        memory = "-" if r.session_memory_mb is None else f"{r.session_memory_mb:.1f} / {r.run_memory_mb:.1f}"
+        rows.append(
+            (
+                r.variant,
+                r.provider + (f" t{r.threads}" if many_threads else ""),
+                r.batch,
+                _ms(lat.median),
+                _ms(lat.p90),
+                _ms(lat.p99),
+                f"{_ms(lat.mean)} ± {_ms(lat.std)}",
+                _ms(r.cpu_ms) + ("*" if r.waited_for_cpu else ""),
+                f"{r.throughput:,.0f}",
+                speed,
+                f"{1e3 * r.session_seconds:.1f}",
+                memory,
+            )
+        )
+    env = report.environment
+    parts = [
+        table(
+            [
+                "variant",
+                "provider",
+                "batch",
+                "median ms",
+                "p90 ms",
+                "p99 ms",
+                "mean ± std ms",
+                "cpu ms",
+                "samples/s",
+                "speedup [95% CI]",
+                "session ms",
+                "memory MB (session / run)",
+            ],
+            rows,
+        )
+    ]
+    parts += [f"skipped {_where(s)}: {s.reason}" for s in report.skipped]
+    baselines = sorted({r.baseline for r in report.results if r.baseline})
+    parts += [
+        "",
+        key_values(
+            [
+                ("speedup", f"against {', '.join(baselines) or 'the first variant'}, paired per round (>1: faster)"),
+                ("cpu", f"{env.cpu_model}; {' '.join(env.cpu_flags) or 'no AVX2/AVX-512/VNNI flags'}"),
+                (
+                    "cores",
+                    f"{env.usable_cores} usable of {env.logical_cores} logical"
+                    + (f", {env.physical_cores} physical" if env.physical_cores else ""),
+                ),
+                (
+                    "threads",
+                    ", ".join(map(str, report.options.threads))
+                    + "".join(f"; {k}={v}" for k, v in env.thread_variables.items()),
+                ),
+                (
+                    "versions",
+                    ", ".join(f"{k} {env.versions[k]}" for k in ("onnxruntime", "torch", "numpy") if k in env.versions),
+                ),
+                ("providers", ", ".join(env.providers_available)),
+                (
+                    "runs",
+                    f"{report.results[0].runs} timed calls in {report.results[0].rounds} rounds per point "
+                    f"(first variant), after {report.options.warmup} warm-up calls",
+                ),
+                ("load", _load(env.load_average, report.load_average_end, env.usable_cores)),
+                (
+                    "memory",
+                    "peak host RSS growth while creating the session / over the warm-up calls (Linux VmHWM)"
+                    if report.results[0].session_memory_mb is not None
+                    else report.memory_method,
+                ),
+            ]
+        ),
+    ]
+    waited = [r for r in report.results if r.waited_for_cpu]
+    if waited:
+        parts.append(
+            f"warning: * marks {len(waited)} one-thread runs whose mean wall time exceeds their CPU time by "
+            "20% or more: their calls waited for a core (another program was running). Medians and paired "
+            "speedups hold up best, means and p99 least; rerun on a quiet machine"
+        )
+    return "\n".join(parts)
+
+
+def _load(start: Any, end: Any, cores: int) -> str:
+    if start is None:
+        return "unknown"
+    text = f"{start[0]} at the start, {end[0] if end else '?'} at the end, on {cores} cores"
+    return text + (
+        " (busy: other programs compete for the cores)" if max(start[0], end[0] if end else 0) > cores else ""
+    )
+
+
+def _ms(value: float) -> str:
+    return f"{value:.4f}" if value < 1 else f"{value:.3f}" if value < 100 else f"{value:.1f}"
+
+
+def _where(s: Any) -> str:
+    parts = [s.variant if s.variant != "*" else "all variants", s.provider]
+    parts += [f"threads {s.threads}"] if s.threads is not None else []
+    parts += [f"batch {s.batch}"] if s.batch is not None else []
+    return " / ".join(parts)
