@@ -32,7 +32,7 @@ import numpy as np
 
 from edgenn import _callable_stage
 from edgenn.environment import Environment, collect_environment, load_average
-from edgenn.errors import EdgennError, InputError, ModelFileError, ProviderError
+from edgenn.errors import EdgennError, InputError, ModelFileError, ProviderError, first_line
 from edgenn.fileio import atomic_path
 from edgenn.runtime.inputs import ORT_TYPES
 from edgenn.specs import BATCH, TensorSpec
@@ -52,7 +52,6 @@ METHOD = (
     "distribution-free 95% interval; cpu_ms = process CPU time per call, read between blocks; GPU "
     "providers bind inputs and outputs on the device (IO binding)"
 )
-
 
 
 # ------------------------------------------------------------------------------------- results
@@ -377,7 +376,7 @@ def _load_eager(spec: str, weights: str | Path | None, overrides: Sequence[Tenso
     except EdgennError as exc:
         raise type(exc)(f"eager source {spec!r} does not load: {exc}") from None
     except Exception as exc:  # the user's code can raise anything
-        raise EdgennError(f"eager source {spec!r} does not load: {type(exc).__name__}: {_first_line(exc)}") from None
+        raise EdgennError(f"eager source {spec!r} does not load: {type(exc).__name__}: {first_line(exc)}") from None
     seconds = time.perf_counter() - t0
     info = VariantInfo(f"eager:{loaded.name}", "eager", spec, tuple(loaded.input_specs))
     return _Variant(
@@ -879,11 +878,6 @@ def check_output_path(path: str | Path, flag: str) -> None:
 
 def _unique(items: tuple[Any, ...]) -> tuple[Any, ...]:
     return tuple(dict.fromkeys(items))
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else ""
 
 
 _callable_stage(__name__)  # `edgenn.bench(...)` works even after `import edgenn.bench`

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from edgenn.errors import InputError, ModelFileError
+from edgenn.errors import InputError, ModelFileError, first_line
 from edgenn.specs import META_PREPROCESSING, Preprocessing, TensorSpec
 
 # onnx TensorProto element types -> numpy dtype names, for the ones a graph input is likely to have
@@ -105,7 +105,7 @@ def load_npz(path: str | os.PathLike[str], specs: tuple[TensorSpec, ...], flag: 
             arrays = {key: np.asarray(data[key]) for key in data.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
         raise InputError(
-            f"{flag} file {str(path)!r} is not a readable .npz ({_first_line(exc)}); write it with numpy.savez"
+            f"{flag} file {str(path)!r} is not a readable .npz ({first_line(exc)}); write it with numpy.savez"
         ) from None
     labels = arrays.pop(LABELS_KEY, None)
     if labelled and labels is None:
@@ -137,8 +137,10 @@ def _match_inputs(
 
 def _check_labels(labels: np.ndarray, count: int, path: Path, flag: str) -> np.ndarray:
     if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
-        raise InputError(f"{flag} file {str(path)!r}: {LABELS_KEY!r} must be a 1-D integer array of class indices, "
-                         f"got {labels.dtype} with shape {labels.shape}")
+        raise InputError(
+            f"{flag} file {str(path)!r}: {LABELS_KEY!r} must be a 1-D integer array of class indices, "
+            f"got {labels.dtype} with shape {labels.shape}"
+        )
     if len(labels) != count:
         raise InputError(f"{flag} file {str(path)!r}: {len(labels)} labels for {count} samples")
     return labels.astype(np.int64)
@@ -204,8 +206,3 @@ def calibration_reader(samples: Samples, batch: int | None) -> Any:
             return next(self._batches, None)
 
     return _Reader()
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from torch import nn
 
-from edgenn.errors import ModelFileError
+from edgenn.errors import ModelFileError, first_line
 from edgenn.fileio import atomic_path
 
 FORMAT = "edgenn-weights-v1"
@@ -38,7 +38,7 @@ def load_weights(model: nn.Module, model_name: str, path: str | os.PathLike[str]
             tensors = {key: f.get_tensor(key) for key in f.keys()}
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise ModelFileError(
-            f"{str(path)!r} is not a readable edgenn checkpoint ({_first_line(exc)}); "
+            f"{str(path)!r} is not a readable edgenn checkpoint ({first_line(exc)}); "
             f"it may be truncated: train again with `edgenn train {model_name}`"
         ) from None
     if meta.get("format") != FORMAT:
@@ -60,11 +60,6 @@ def _edgenn_metadata(raw: dict[str, str]) -> dict[str, str]:
     except ValueError:
         return {}
     return data if isinstance(data, dict) else {}
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 def load_zoo_model(model_name: str, weights: str | os.PathLike[str] | None, **kwargs: object) -> nn.Module:

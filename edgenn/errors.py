@@ -30,3 +30,9 @@ class ExportError(EdgennError):
 
 class ValidationError(EdgennError):
     """An exported or quantized model does not compute what its reference computes."""
+
+
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """The first non-empty line of an exception's message (libraries' messages run to pages)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0][:limit] if lines else type(exc).__name__

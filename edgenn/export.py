@@ -22,7 +22,7 @@ from torch import nn
 
 from edgenn import _callable_stage
 from edgenn import specs as meta
-from edgenn.errors import EdgennError, ExportError, ValidationError
+from edgenn.errors import EdgennError, ExportError, ValidationError, first_line
 from edgenn.fileio import atomic_path
 from edgenn.parity import Tolerance
 from edgenn.quiet import silenced
@@ -294,7 +294,7 @@ def _run_eager(
             out = flatten_outputs(module(*examples))
     except Exception as exc:
         raise ExportError(
-            f"the module's forward raised on the example input ({shown}): {type(exc).__name__}: {_first_line(exc)}; "
+            f"the module's forward raised on the example input ({shown}): {type(exc).__name__}: {first_line(exc)}; "
             "check --input shapes and dtypes"
         ) from None
     if not out or not all(isinstance(t, torch.Tensor) for t in out):
@@ -553,11 +553,6 @@ def _onnx_dtype(value_info: Any) -> str:
         return onnx.helper.tensor_dtype_to_np_dtype(elem).name
     except Exception:
         return "float32"
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
-    return lines[0][:300] if lines else ""
 
 
 def _summary_line(text: str) -> str:

@@ -37,7 +37,7 @@ import numpy as np
 
 from edgenn import _callable_stage, calibration
 from edgenn.calibration import Samples
-from edgenn.errors import EdgennError, InputError, ModelFileError
+from edgenn.errors import EdgennError, InputError, ModelFileError, first_line
 from edgenn.evaluate import (
     DATA_MOVEMENT_OPS,
     Evaluation,
@@ -61,10 +61,20 @@ METHODS = ("minmax", "entropy", "percentile")
 META_QUANTIZATION = "edgenn.quantization"
 
 # Nodes whose presence means the model was quantized (or converted to fp16) already.
-QUANTIZED_OPS = frozenset({
-    "QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "ConvInteger", "MatMulInteger",
-    "MatMulIntegerToFloat", "DynamicQuantizeMatMul", "DynamicQuantizeLSTM", "QGemm", "QAttention",
-})
+QUANTIZED_OPS = frozenset(
+    {
+        "QuantizeLinear",
+        "DequantizeLinear",
+        "DynamicQuantizeLinear",
+        "ConvInteger",
+        "MatMulInteger",
+        "MatMulIntegerToFloat",
+        "DynamicQuantizeMatMul",
+        "DynamicQuantizeLSTM",
+        "QGemm",
+        "QAttention",
+    }
+)
 COMPUTE_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul", "LSTM", "GRU", "RNN", "Attention")
 MIN_INT8_CONV_CHANNELS = 4  # see the module docstring: below this, an int8 conv is 2.3-4x slower than float here
 SLOWER_THAN_FP32 = 0.95  # a throughput ratio below this is slower beyond the noise of a shared machine
@@ -90,8 +100,11 @@ class QuantizeOptions:
     verbose: bool = False  # let onnxruntime's tools print their own messages
 
     def checked(self) -> QuantizeOptions:
-        for value, allowed, what in ((self.mode, MODES, "mode"), (self.format, FORMATS, "format"),
-                                     (self.method, METHODS, "calibration method")):
+        for value, allowed, what in (
+            (self.mode, MODES, "mode"),
+            (self.format, FORMATS, "format"),
+            (self.method, METHODS, "calibration method"),
+        ):
             if value not in allowed:
                 raise InputError(f"unknown {what} {value!r}; valid: {', '.join(allowed)}")
         unknown = [r for r in self.auto_recipes if r not in AUTO_RECIPES]
@@ -129,8 +142,11 @@ class Recipe:
             return "fp16"
         if self.mode == "dynamic":
             return "dynamic" + ("" if not self.per_channel else "-per-channel")
-        return f"static-{self.format}" + ("" if self.per_channel else "-per-tensor") + (
-            "" if self.method == "minmax" else f"-{self.method}")
+        return (
+            f"static-{self.format}"
+            + ("" if self.per_channel else "-per-tensor")
+            + ("" if self.method == "minmax" else f"-{self.method}")
+        )
 
     @property
     def int8(self) -> bool:
@@ -139,8 +155,13 @@ class Recipe:
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"name": self.name, "mode": self.mode}
         if self.mode == "static":
-            data.update(format=self.format, per_channel=self.per_channel, method=self.method,
-                        activations="uint8", weights="int8")
+            data.update(
+                format=self.format,
+                per_channel=self.per_channel,
+                method=self.method,
+                activations="uint8",
+                weights="int8",
+            )
         elif self.mode == "dynamic":
             data.update(per_channel=self.per_channel, activations="uint8 (dynamic)", weights="int8")
         else:
@@ -233,13 +254,13 @@ def read_model(path: str | os.PathLike[str]) -> _Source:
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # protobuf raises DecodeError and friends for anything that is not ONNX
-        raise ModelFileError(f"{str(path)!r} is not an ONNX model or is corrupt ({_first_line(exc)})") from None
+        raise ModelFileError(f"{str(path)!r} is not an ONNX model or is corrupt ({first_line(exc)})") from None
     if not model.graph.node or not model.opset_import:
         raise ModelFileError(f"{str(path)!r} is not an ONNX model or is corrupt (it has no graph)")
     try:
         onnx.checker.check_model(str(path))
     except Exception as exc:
-        raise ModelFileError(f"{str(path)!r} is not a valid ONNX model ({_first_line(exc)})") from None
+        raise ModelFileError(f"{str(path)!r} is not a valid ONNX model ({first_line(exc)})") from None
     _refuse_quantized(model, path)
     inputs = calibration.graph_inputs(model)
     return _Source(path, model, inputs, calibration.fixed_batch(inputs))
@@ -298,7 +319,7 @@ class _Workshop:
                     quant_pre_process(str(self.source.path), str(self.pre_path), **kwargs)
                 break
             except Exception as exc:
-                failure = _first_line(exc)
+                failure = first_line(exc)
         else:
             raise ModelFileError(
                 f"onnxruntime's quantization pre-processing failed on {self.source.path.name}: {failure}"
@@ -329,8 +350,13 @@ class _Workshop:
         covered = _covered_ops(recipe)
         compute = [n for n in self.nodes.values() if n.op_type in COMPUTE_OPS]  # graph order is topological
         last = compute[-1] if compute else None
-        if (self.options.keep_output_layer_float and recipe.mode == "static" and last is not None
-                and last.op_type in ("Gemm", "MatMul") and last.name not in kept):
+        if (
+            self.options.keep_output_layer_float
+            and recipe.mode == "static"
+            and last is not None
+            and last.op_type in ("Gemm", "MatMul")
+            and last.name not in kept
+        ):
             kept[last.name] = KeptFloat(last.name, last.op_type, "output layer: int8 there adds logit error")
         for node in self.nodes.values():
             if node.name in kept or node.op_type not in COMPUTE_OPS:
@@ -343,8 +369,12 @@ class _Workshop:
                 kept[node.name] = KeptFloat(node.name, "Conv", why)
             elif node.op_type == "Conv" and self._input_channels(node) < self.options.min_conv_channels:
                 channels = self._input_channels(node)
-                kept[node.name] = KeptFloat(node.name, "Conv", f"{channels} input channel{'s' * (channels != 1)}: "
-                                            f"int8 is slower than float below {self.options.min_conv_channels}")
+                kept[node.name] = KeptFloat(
+                    node.name,
+                    "Conv",
+                    f"{channels} input channel{'s' * (channels != 1)}: "
+                    f"int8 is slower than float below {self.options.min_conv_channels}",
+                )
         return tuple(kept.values())
 
     def _input_channels(self, node: Any) -> int:
@@ -363,11 +393,15 @@ class _Workshop:
         covered = _covered_ops(recipe)
 
         def holds_weights(node: Any) -> bool:
-            return any(name in self.weights and self.weights[name].data_type == onnx.TensorProto.FLOAT
-                       for name in node.input)
+            return any(
+                name in self.weights and self.weights[name].data_type == onnx.TensorProto.FLOAT for name in node.input
+            )
 
-        return [n.name for n in self.nodes.values() if n.op_type in covered and n.name not in kept
-                and (n.op_type not in DATA_MOVEMENT_OPS or holds_weights(n))]
+        return [
+            n.name
+            for n in self.nodes.values()
+            if n.op_type in covered and n.name not in kept and (n.op_type not in DATA_MOVEMENT_OPS or holds_weights(n))
+        ]
 
     # -- building
     def build(self, recipe: Recipe, kept: Sequence[KeptFloat]) -> _Built:
@@ -388,19 +422,27 @@ class _Workshop:
         except EdgennError:
             raise
         except Exception as exc:
-            raise EdgennError(f"onnxruntime could not quantize with {recipe.name}: {_first_line(exc)}") from None
+            raise EdgennError(f"onnxruntime could not quantize with {recipe.name}: {first_line(exc)}") from None
         return _Built(out, recipe, tuple(kept))
 
     def _build_static(self, recipe: Recipe, out: Path, keep_float: Sequence[str]) -> None:
         from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-        method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-                  "percentile": CalibrationMethod.Percentile}[recipe.method]
+        method = {
+            "minmax": CalibrationMethod.MinMax,
+            "entropy": CalibrationMethod.Entropy,
+            "percentile": CalibrationMethod.Percentile,
+        }[recipe.method]
         cache = self._calibration_cache(recipe)
-        reader = None if cache.is_file() else calibration.calibration_reader(self.calibration_samples(),
-                                                                             self.source.fixed_batch)
+        reader = (
+            None
+            if cache.is_file()
+            else calibration.calibration_reader(self.calibration_samples(), self.source.fixed_batch)
+        )
         quantize_static(
-            str(self.pre_path), str(out), calibration_data_reader=reader,
+            str(self.pre_path),
+            str(out),
+            calibration_data_reader=reader,
             quant_format=QuantFormat.QDQ if recipe.format == "qdq" else QuantFormat.QOperator,
             per_channel=recipe.per_channel,
             activation_type=QuantType.QUInt8,  # uint8 activations with int8 weights: what fuses into QLinearConv
@@ -424,8 +466,13 @@ class _Workshop:
         # quantize_dynamic first rewrites each Gemm as a MatMul named "<gemm>_MatMul" (plus an Add),
         # and matches the exclusions against the rewritten graph
         renamed = [f"{name}_MatMul" for name in keep_float if self.nodes[name].op_type == "Gemm"]
-        quantize_dynamic(str(self.pre_path), str(out), per_channel=recipe.per_channel, weight_type=QuantType.QInt8,
-                         nodes_to_exclude=[*keep_float, *renamed])
+        quantize_dynamic(
+            str(self.pre_path),
+            str(out),
+            per_channel=recipe.per_channel,
+            weight_type=QuantType.QInt8,
+            nodes_to_exclude=[*keep_float, *renamed],
+        )
 
     def _build_fp16(self, out: Path, keep_float: Sequence[str]) -> None:
         import onnx
@@ -499,14 +546,16 @@ def quantize(
             _refuse_empty(built)
             candidates, selection, notes, met_on_selection = (), None, [], None
         step(f"evaluating fp32 against {built.recipe.name} on {eval_samples.source}")
-        evaluation = evaluate(source.path, built.path, eval_samples, options.latency, source.fixed_batch,
-                              fp16=built.recipe.mode == "fp16")
+        evaluation = evaluate(
+            source.path, built.path, eval_samples, options.latency, source.fixed_batch, fp16=built.recipe.mode == "fp16"
+        )
         calib = shop.calibration_source if built.recipe.mode == "static" else None
         final = _finalise(built, source, evaluation, calib)
         evaluation = replace(evaluation, quantized_bytes=len(final))
         # auto mode judges the budget on the selection data, where its choice was made
-        budget_met = met_on_selection if met_on_selection is not None else (
-            evaluation.drop_points <= options.max_accuracy_drop)
+        budget_met = (
+            met_on_selection if met_on_selection is not None else (evaluation.drop_points <= options.max_accuracy_drop)
+        )
         notes += _notes(built, evaluation, options)
         with atomic_path(output) as tmp:
             tmp.write_bytes(final)
@@ -626,8 +675,9 @@ class _Judge:
 
 def _selection_samples(source: _Source, options: QuantizeOptions, eval_samples: Samples) -> tuple[Samples, str]:
     if options.eval_data:
-        return eval_samples, ("auto mode chose on the evaluation data itself (no separate validation data): "
-                              "its figures are optimistic")
+        return eval_samples, (
+            "auto mode chose on the evaluation data itself (no separate validation data): its figures are optimistic"
+        )
     prep = calibration.read_preprocessing(source.model)
     return calibration.digits_samples(source.inputs, prep, "val", "--eval-data"), ""
 
@@ -672,19 +722,29 @@ def _auto(shop: _Workshop, eval_samples: Samples) -> _AutoOutcome:
             pick = max(int8, key=lambda i: speedups[i])
             chosen, met = _keep_costliest_in_float(shop, judge, tried[pick][0], tried[pick][1], budget)
         if not met:
-            notes.append(f"the budget of {budget:g} points was not met even with every quantizable node in float; "
-                         "kept the best found")
+            notes.append(
+                f"the budget of {budget:g} points was not met even with every quantizable node in float; "
+                "kept the best found"
+            )
     extra = len(chosen.kept) - len(tried[pick][0].kept)
     candidates = tuple(
-        Candidate(b.recipe, s.drop_points, speedups[i], ops, s.drop_points <= budget, chosen=i == pick,
-                  note=f"then {extra} more node(s) kept in float for accuracy" if i == pick and extra else "")
+        Candidate(
+            b.recipe,
+            s.drop_points,
+            speedups[i],
+            ops,
+            s.drop_points <= budget,
+            chosen=i == pick,
+            note=f"then {extra} more node(s) kept in float for accuracy" if i == pick and extra else "",
+        )
         for i, (b, s, ops) in enumerate(tried)
     ) + tuple(skipped)
     return _AutoOutcome(chosen, candidates, selection.source, met, tuple(notes))
 
 
-def _keep_costliest_in_float(shop: _Workshop, judge: _Judge, base: _Built, base_score: _Score,
-                             budget: float) -> tuple[_Built, bool]:
+def _keep_costliest_in_float(
+    shop: _Workshop, judge: _Judge, base: _Built, base_score: _Score, budget: float
+) -> tuple[_Built, bool]:
     """Rank the quantized nodes by the accuracy each costs (kept alone in float), then keep them in
     float one at a time, costliest first, until the budget holds. Returns the build and whether it did."""
     names = shop.excludable(base.recipe, [k.node for k in base.kept])
@@ -701,8 +761,9 @@ def _keep_costliest_in_float(shop: _Workshop, judge: _Judge, base: _Built, base_
         if current.drop_points <= budget:
             break
         shop.step(f"auto: keeping {name} in float")
-        entry = KeptFloat(name, shop.nodes[name].op_type, "accuracy",
-                          cost_points=100.0 * (alone.accuracy - base_score.accuracy))
+        entry = KeptFloat(
+            name, shop.nodes[name].op_type, "accuracy", cost_points=100.0 * (alone.accuracy - base_score.accuracy)
+        )
         trial = shop.build(base.recipe, (*kept, entry))
         current = judge.score(trial)
         kept.append(replace(entry, drop_after_points=current.drop_points))
@@ -747,50 +808,60 @@ def _finalise(built: _Built, source: _Source, evaluation: Evaluation, calib: str
     carried.pop(META_ACCURACY, None)
     if evaluation.data == "digits test split":
         carried[META_ACCURACY] = f"{evaluation.quantized_accuracy:.6f}"
-    carried[META_QUANTIZATION] = json.dumps({
-        "recipe": built.recipe.to_dict(),
-        "kept_float": [{"node": k.node, "op_type": k.op_type, "reason": k.reason} for k in built.kept],
-        "calibration": calib,
-        "evaluation": {
-            "data": evaluation.data,
-            "samples": evaluation.samples,
-            "fp32_accuracy": round(evaluation.fp32_accuracy, 6),
-            "accuracy": round(evaluation.quantized_accuracy, 6),
-            "drop_points": round(evaluation.drop_points, 4),
-            "argmax_agreement": round(evaluation.argmax_agreement, 6),
-            "max_abs_error": evaluation.max_abs_error,
+    carried[META_QUANTIZATION] = json.dumps(
+        {
+            "recipe": built.recipe.to_dict(),
+            "kept_float": [{"node": k.node, "op_type": k.op_type, "reason": k.reason} for k in built.kept],
+            "calibration": calib,
+            "evaluation": {
+                "data": evaluation.data,
+                "samples": evaluation.samples,
+                "fp32_accuracy": round(evaluation.fp32_accuracy, 6),
+                "accuracy": round(evaluation.quantized_accuracy, 6),
+                "drop_points": round(evaluation.drop_points, 4),
+                "argmax_agreement": round(evaluation.argmax_agreement, 6),
+                "max_abs_error": evaluation.max_abs_error,
+            },
+            "source_file": source.path.name,
+            "edgenn": edgenn_version(),
+            "onnxruntime": library_version("onnxruntime"),
         },
-        "source_file": source.path.name,
-        "edgenn": edgenn_version(),
-        "onnxruntime": library_version("onnxruntime"),
-    }, separators=(",", ":"))
+        separators=(",", ":"),
+    )
     others = [(p.key, p.value) for p in model.metadata_props if not p.key.startswith(META_PREFIX)]
     del model.metadata_props[:]
     for key, value in [*others, *carried.items()]:
         model.metadata_props.add(key=key, value=value)
     model.doc_string = (source.model.doc_string + " " if source.model.doc_string else "") + (
         f"Quantized by edgenn ({built.recipe.name}): accuracy {100 * evaluation.quantized_accuracy:.2f}% "
-        f"against {100 * evaluation.fp32_accuracy:.2f}% in fp32 on the {evaluation.data}.")
+        f"against {100 * evaluation.fp32_accuracy:.2f}% in fp32 on the {evaluation.data}."
+    )
     return model.SerializeToString()
 
 
 def _notes(built: _Built, evaluation: Evaluation, options: QuantizeOptions) -> list[str]:
     notes = []
     if evaluation.drop_points > options.max_accuracy_drop:
-        notes.append(f"accuracy drop of {evaluation.drop_points:.2f} points on the {evaluation.data} exceeds the "
-                     f"budget of {options.max_accuracy_drop:g} points")
+        notes.append(
+            f"accuracy drop of {evaluation.drop_points:.2f} points on the {evaluation.data} exceeds the "
+            f"budget of {options.max_accuracy_drop:g} points"
+        )
     if evaluation.latency:
         largest = max(evaluation.latency, key=lambda lat: lat.batch_size)
         if largest.speedup < SLOWER_THAN_FP32:
-            notes.append(f"{built.recipe.name} runs slower than fp32 at batch {largest.batch_size} "
-                         f"({largest.speedup:.2f}x): on this model it buys size, not speed")
+            notes.append(
+                f"{built.recipe.name} runs slower than fp32 at batch {largest.batch_size} "
+                f"({largest.speedup:.2f}x): on this model it buys size, not speed"
+            )
     kernels = evaluation.kernels
     if built.recipe.int8 and not kernels.int8_compute:
         notes.append("every compute node ended in float: this model is not really quantized")
     if built.recipe.mode == "fp16" and kernels.no_fp16_kernel:
-        notes.append(f"the CPU provider has no fp16 kernel for {', '.join(kernels.no_fp16_kernel)}: onnxruntime runs "
-                     f"them in fp32 behind casts ({kernels.fp16_nodes} of {kernels.fp16_candidates} converted nodes "
-                     "compute in fp16)")
+        notes.append(
+            f"the CPU provider has no fp16 kernel for {', '.join(kernels.no_fp16_kernel)}: onnxruntime runs "
+            f"them in fp32 behind casts ({kernels.fp16_nodes} of {kernels.fp16_candidates} converted nodes "
+            "compute in fp16)"
+        )
     if evaluation.latency_note:
         notes.append(evaluation.latency_note)
     return notes
@@ -809,11 +880,6 @@ def _ort_logs_quiet(verbose: bool) -> Iterator[None]:
     finally:
         if not verbose:
             ort.set_default_logger_severity(2)  # onnxruntime's default: warnings
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
 
 
 _callable_stage(__name__)  # `edgenn.quantize(...)` works even after `import edgenn.quantize`

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgenn.errors import EdgennError, InputError
+from edgenn.errors import EdgennError, InputError, first_line
 from edgenn.specs import BATCH, Preprocessing, TensorSpec
 
 # Dynamic dims other than batch get this size in generated example inputs unless told otherwise.
@@ -153,7 +153,7 @@ def _import_location(location: str) -> Any:
             spec.loader.exec_module(namespace)
         except Exception as exc:
             sys.modules.pop(module_name, None)
-            raise EdgennError(f"importing {location!r} failed: {type(exc).__name__}: {_first_line(exc)}") from None
+            raise EdgennError(f"importing {location!r} failed: {type(exc).__name__}: {first_line(exc)}") from None
         return namespace
     if os.getcwd() not in sys.path:  # `edgenn export mypkg.models:build` finds mypkg where the user stands
         sys.path.insert(0, os.getcwd())
@@ -164,7 +164,7 @@ def _import_location(location: str) -> Any:
             f"module {location!r} not found ({exc.name} is not importable); check the name or PYTHONPATH"
         ) from None
     except Exception as exc:
-        raise EdgennError(f"importing {location!r} failed: {type(exc).__name__}: {_first_line(exc)}") from None
+        raise EdgennError(f"importing {location!r} failed: {type(exc).__name__}: {first_line(exc)}") from None
 
 
 def _build(obj: Any, spec: str) -> tuple[nn.Module, tuple[torch.Tensor, ...] | None]:
@@ -178,7 +178,7 @@ def _build(obj: Any, spec: str) -> tuple[nn.Module, tuple[torch.Tensor, ...] | N
         made = obj()
     except Exception as exc:
         raise EdgennError(
-            f"calling {spec!r} with no arguments failed: {type(exc).__name__}: {_first_line(exc)}"
+            f"calling {spec!r} with no arguments failed: {type(exc).__name__}: {first_line(exc)}"
         ) from None
     if isinstance(made, nn.Module):
         return made, None
@@ -202,8 +202,3 @@ def _specs_from_examples(examples: tuple[torch.Tensor, ...] | None, spec: str) -
         TensorSpec(n, (BATCH, *t.shape[1:]) if t.dim() else (), str(t.dtype).removeprefix("torch."))
         for n, t in zip(names, examples)
     )
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else ""

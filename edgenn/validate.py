@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from edgenn import _callable_stage
+from edgenn.errors import first_line
 from edgenn.parity import ParityReport, Tolerance, compare
 from edgenn.runners import OrtRunner
 from edgenn.specs import Runner, TensorSpec
@@ -92,7 +93,7 @@ def check_model(path: Path) -> StageResult:
     try:
         onnx.checker.check_model(str(path), full_check=True)
     except Exception as exc:  # onnx raises ValidationError and InferenceError, among others
-        return StageResult("onnx.checker", False, time.perf_counter() - started, _first_line(exc))
+        return StageResult("onnx.checker", False, time.perf_counter() - started, first_line(exc))
     return StageResult("onnx.checker", True, time.perf_counter() - started, "full check passed")
 
 
@@ -103,7 +104,7 @@ def infer_shapes(path: Path) -> StageResult:
     try:
         model = onnx.shape_inference.infer_shapes(onnx.load(str(path)), strict_mode=True, data_prop=True)
     except Exception as exc:
-        return StageResult("shape inference", False, time.perf_counter() - started, _first_line(exc))
+        return StageResult("shape inference", False, time.perf_counter() - started, first_line(exc))
     typed = len(model.graph.value_info) + len(model.graph.output)
     outputs = ", ".join(f"{o.name}: {format_dims(onnx_dims(o))}" for o in model.graph.output)
     return StageResult(
@@ -203,11 +204,6 @@ def validate(
 
 def feeds_from_tensors(specs: Sequence[TensorSpec], tensors: Sequence[Any]) -> Feeds:
     return {spec.name: np.ascontiguousarray(t.detach().cpu().numpy()) for spec, t in zip(specs, tensors)}
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
-    return lines[0][:300] if lines else type(exc).__name__
 
 
 __all__ = ["ParityCase", "StageResult", "ValidationReport", "validate"]
