@@ -682,6 +682,20 @@ def _selection_samples(source: _Source, options: QuantizeOptions, eval_samples: 
     return calibration.digits_samples(source.inputs, prep, "val", "--eval-data"), ""
 
 
+# A recipe later in the preference order must be this much faster to displace an earlier one:
+# closer timings are the machine's noise, and the pick must not change from run to run.
+PICK_MARGIN = 1.10
+
+
+def stable_fastest(candidates: Sequence[int], speedups: Sequence[float | None]) -> int:
+    """The fastest of `candidates` (indices in preference order), unless only noise separates them."""
+    best = candidates[0]
+    for i in candidates[1:]:
+        if (speedups[i] or 0.0) > (speedups[best] or 0.0) * PICK_MARGIN:
+            best = i
+    return best
+
+
 def _auto(shop: _Workshop, eval_samples: Samples) -> _AutoOutcome:
     """Try the recipes, keep the fastest within the budget; else keep the costliest nodes in float."""
     options = shop.options
@@ -711,7 +725,7 @@ def _auto(shop: _Workshop, eval_samples: Samples) -> _AutoOutcome:
     within = [i for i, (_, s, _) in enumerate(tried) if s.drop_points <= budget]
     notes = [note] if note else []
     if within:
-        pick = max(within, key=lambda i: speedups[i])
+        pick = stable_fastest(within, speedups)
         chosen, met = tried[pick][0], True
     else:
         int8 = [i for i, (b, _, _) in enumerate(tried) if b.recipe.int8]

@@ -19,7 +19,7 @@ from edgenn.calibration import LABELS_KEY
 from edgenn.cli import cli
 from edgenn.errors import EdgennError, InputError, ModelFileError
 from edgenn.evaluate import LatencyOptions
-from edgenn.quantize import META_QUANTIZATION, QuantizeOptions, quantize
+from edgenn.quantize import META_QUANTIZATION, PICK_MARGIN, QuantizeOptions, quantize, stable_fastest
 from edgenn.specs import META_ACCURACY, META_PREPROCESSING, META_VALIDATION, Preprocessing
 
 # Light timings: the figures are measured in every run, but only tools/quantize_zoo.py reports them.
@@ -109,7 +109,8 @@ def test_auto_keeps_the_fastest_recipe_within_the_budget(name, exported, tmp_pat
     within = [c for c in result.candidates if c.within_budget]
     chosen = [c for c in result.candidates if c.chosen]
     assert len(chosen) == 1 and chosen[0].within_budget
-    assert chosen[0].speedup == max(c.speedup for c in within)
+    # the fastest, or one that only timing noise (under PICK_MARGIN) separates from the fastest
+    assert chosen[0].speedup * PICK_MARGIN >= max(c.speedup for c in within)
     assert result.recipe == chosen[0].recipe
     assert {c.recipe.name for c in result.candidates} == {"static-qdq", "static-qdq-per-tensor", "static-qoperator",
                                                           "dynamic", "fp16"}
@@ -318,3 +319,9 @@ def test_cli_bad_input_is_one_line(tmp_path):
     assert outcome.output.count("\n") == 1 and "not an ONNX model or is corrupt" in outcome.output
     assert "Traceback" not in outcome.output
     assert_nothing_written(tmp_path)
+
+
+def test_auto_pick_ignores_differences_within_timing_noise():
+    assert stable_fastest([0, 1, 2], [1.00, 1.05, 0.90]) == 0  # 5% is noise: the preferred recipe stays
+    assert stable_fastest([0, 1, 2], [1.00, 1.05, 1.30]) == 2  # 30% is not
+    assert stable_fastest([1, 3], [None, 0.62, None, 1.03]) == 3
