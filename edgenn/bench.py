@@ -33,7 +33,7 @@ import numpy as np
 from edgenn import _callable_stage
 from edgenn.environment import Environment, collect_environment, load_average
 from edgenn.errors import EdgennError, InputError, ModelFileError, ProviderError, first_line
-from edgenn.fileio import atomic_path
+from edgenn.fileio import atomic_path, check_file_target
 from edgenn.runtime.inputs import ORT_TYPES
 from edgenn.specs import BATCH, TensorSpec
 from edgenn.stats import RatioSummary, Summary, paired_ratio, summarize
@@ -42,7 +42,7 @@ from edgenn.versions import edgenn_version
 PROVIDER_CHOICES = ("cpu", "cuda", "tensorrt", "all")
 ALL_PROVIDERS = ("cpu", "cuda", "tensorrt")
 CLOCK = time.perf_counter_ns  # read once per block; tests put a fake clock here to inject timings
-MIN_ROUNDS = 5  # with --seconds, at least this many rounds run, even past the time budget
+MIN_ROUNDS = 6  # with --seconds, at least this many rounds run, even past the time budget
 
 METHOD = (
     "per point: warm-up per variant, then rounds in which every variant makes a block of back-to-back "
@@ -370,9 +370,13 @@ def _load_eager(spec: str, weights: str | Path | None, overrides: Sequence[Tenso
     base = probe.start()
     t0 = time.perf_counter()
     # A user's factory may not say what its inputs are: --input does (the first dim being the batch).
+    # Where the factory returns example inputs, those name the inputs and their dtypes, and --input
+    # only sizes their dynamic dims (in _resolve_dims).
     given = tuple(TensorSpec(s.name, (BATCH, *s.shape[1:]), s.dtype) for s in overrides) if ":" in spec else ()
     try:
-        loaded = load_source(spec, None if weights is None else str(weights), given)
+        loaded = load_source(spec, None if weights is None else str(weights))
+        if given and loaded.user_examples is None:
+            loaded = load_source(spec, None, given)
     except EdgennError as exc:
         raise type(exc)(f"eager source {spec!r} does not load: {exc}") from None
     except Exception as exc:  # the user's code can raise anything
@@ -430,7 +434,7 @@ def _fix_dims(spec: TensorSpec, given: TensorSpec | None, sizes: Mapping[str, in
             example = "x".join(["B"] + [str(d) if isinstance(d, int) else "8" for d in spec.shape[1:]])
             raise InputError(
                 f"{variant}: input {spec.name!r} has a dynamic dimension {dim!r} "
-                f"({'x'.join(map(str, spec.shape))}); give its size with --input {spec.name}:{example} "
+                f"({'x'.join(map(str, spec.shape))}); give its size with --input {spec.name}:{example}:{spec.dtype} "
                 "(the first dimension is the batch, from --batch)"
             )
         dims.append(size)
@@ -589,13 +593,16 @@ def _measure_point(
     for s in ready:  # warm-up one variant at a time, so that memory growth is its own
         gc.collect(1)
         base = probe.start()
-        call = s.prepare(make_feeds(s.variant.info.inputs, batch, options.seed))
-        warm = time_calls(call, max(options.warmup, 0 if options.runs else 1))
+        feeds = make_feeds(s.variant.info.inputs, batch, options.seed)
+        call = s.prepare(feeds)
+        with _failing_inputs_explained(s.variant.name, feeds):
+            warm = time_calls(call, max(options.warmup, 0 if options.runs else 1))
         memory.append(probe.growth_mb(base))
         calls.append(call)
         per_call.append(float(np.median(warm[len(warm) // 2 :])) / 1e9 if warm.size else 0.0)
     blocks = plan_rounds(per_call, options.runs, options.seconds, options.rounds)
-    measured = run_rounds(calls, blocks)
+    with _failing_inputs_explained("a variant", {}):  # reached only where there was no warm-up
+        measured = run_rounds(calls, blocks)
     base_index = _baseline_index(ready)
     round_medians = [measured.round_medians(i) for i in range(len(ready))]
     results = []
@@ -624,6 +631,17 @@ def _measure_point(
             )
         )
     return results, skipped
+
+
+@contextlib.contextmanager
+def _failing_inputs_explained(variant: str, feeds: Mapping[str, np.ndarray]) -> Iterator[None]:
+    """A model that raises on the bench's inputs is a one-line error naming them, not a traceback."""
+    try:
+        yield
+    except Exception as exc:
+        shapes = ", ".join(f"{name} {'x'.join(map(str, a.shape))} {a.dtype}" for name, a in feeds.items())
+        on = f" on {shapes}" if shapes else ""
+        raise EdgennError(f"{variant} fails{on}: {first_line(exc)}; check the sizes given with --input") from None
 
 
 def _baseline_index(sessions: Sequence[_Session]) -> int:
@@ -871,9 +889,7 @@ def write_plot(report: BenchReport, path: str | Path) -> None:
 
 def check_output_path(path: str | Path, flag: str) -> None:
     """Fail before measuring when an output file could not be written."""
-    folder = Path(path).parent
-    if not folder.is_dir():
-        raise EdgennError(f"{flag} {str(path)!r}: folder {str(folder)!r} does not exist; create it first")
+    check_file_target(path, flag)
 
 
 def _unique(items: tuple[Any, ...]) -> tuple[Any, ...]:

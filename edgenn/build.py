@@ -222,12 +222,12 @@ def _variant_label(variant: str) -> str:
 # -------------------------------------------------------------------------------------- hashing
 def _stage_key(stage: str, name: str, folder: Path, options: BuildOptions) -> str:
     """What a stage's result depends on: its settings and the bytes of the files it reads."""
-    versions = library_versions()
+    # Every library version counts: they shape the results and are written into the artifacts.
     settings: dict[str, Any] = {
         "stage": stage,
         "model": name,
         "recipe": RECIPE_VERSION,
-        "libraries": {k: versions.get(k) for k in ("torch", "onnx", "onnxruntime", "numpy")},
+        "libraries": library_versions(),
     }
     if stage == "train":
         from edgenn.train import TrainConfig
@@ -238,7 +238,19 @@ def _stage_key(stage: str, name: str, folder: Path, options: BuildOptions) -> st
         )
     elif stage == "export":
         settings["weights"] = _file_digest(folder / WEIGHTS)
-        settings["code"] = _source_digest(["export.py", "validate.py", "sources.py"])
+        settings["code"] = _source_digest(
+            [
+                "export.py",
+                "validate.py",
+                "sources.py",
+                "runners.py",
+                "parity.py",
+                "specs.py",
+                "preprocess.py",
+                "zoo/registry.py",
+                f"zoo/{_zoo_file(name)}",
+            ]
+        )
     elif stage == "quantize":
         settings["model"] = _file_digest(folder / FP32)
         settings["budget"] = options.max_accuracy_drop
@@ -246,6 +258,7 @@ def _stage_key(stage: str, name: str, folder: Path, options: BuildOptions) -> st
     else:
         settings["models"] = [_file_digest(folder / FP32), _file_digest(folder / QUANTIZED)]
         settings["bench"] = [options.bench_seconds, options.bench_threads]
+        settings["code"] = _source_digest(["bench.py", "stats.py", "environment.py", "runners.py"])
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
 
 

@@ -163,6 +163,11 @@ def check_samples(samples: Samples, specs: tuple[TensorSpec, ...], flag: str) ->
                 f"{flag} data from {samples.source}: input {spec.name!r} has shape {tuple(array.shape)}, "
                 f"the model takes {'x'.join(str(d) for d in spec.shape)} (samples along the first axis)"
             )
+        if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+            raise InputError(
+                f"{flag} data from {samples.source}: input {spec.name!r} holds NaN or Inf; "
+                "calibration needs finite values"
+            )
         counts.add(len(array))
     if len(counts) > 1:
         raise InputError(
@@ -191,6 +196,11 @@ def fixed_batch(specs: tuple[TensorSpec, ...]) -> int | None:
     return min(sizes) if sizes else None
 
 
+def _fill(array: np.ndarray, batch: int) -> np.ndarray:
+    """`array` repeated along its first axis up to exactly `batch` rows (cycling through its samples)."""
+    return array if len(array) == batch else array[np.arange(batch) % len(array)]
+
+
 def calibration_reader(samples: Samples, batch: int | None) -> Any:
     """An onnxruntime CalibrationDataReader over `samples`, `batch` (or CALIBRATION_BATCH) at a time."""
     from onnxruntime.quantization import CalibrationDataReader
@@ -198,8 +208,8 @@ def calibration_reader(samples: Samples, batch: int | None) -> Any:
     class _Reader(CalibrationDataReader):
         def __init__(self) -> None:
             chunks = list(samples.chunks(batch or CALIBRATION_BATCH))
-            if batch:  # a model with a fixed batch takes only full batches
-                chunks = [c for c in chunks if len(next(iter(c.values()))) == batch]
+            if batch:  # a model with a fixed batch takes only full batches: the last is filled up
+                chunks = [{k: _fill(v, batch) for k, v in c.items()} for c in chunks]
             self._batches = iter(chunks)
 
         def get_next(self) -> dict[str, np.ndarray] | None:

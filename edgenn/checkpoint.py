@@ -62,18 +62,4 @@ def _edgenn_metadata(raw: dict[str, str]) -> dict[str, str]:
     return data if isinstance(data, dict) else {}
 
 
-def load_zoo_model(model_name: str, weights: str | os.PathLike[str] | None, **kwargs: object) -> nn.Module:
-    """A zoo model in eval mode, with trained weights when a path is given."""
-    from edgenn import zoo
-
-    model = zoo.create(model_name, **kwargs)
-    if weights is not None:
-        load_weights(model, model_name, weights)
-    return model.eval()
-
-
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-__all__ = ["save_weights", "load_weights", "load_zoo_model", "count_parameters"]
+__all__ = ["save_weights", "load_weights"]

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from edgenn.errors import EdgennError
+from edgenn.errors import EdgennError, first_line
 from edgenn.report import key_values, percent, render_bench, render_export, render_quantize, table, to_json
 
 
@@ -31,7 +31,7 @@ class EdgennGroup(click.Group):
         except Exception as exc:  # a bug or an unforeseen failure: still one line for people
             if _verbose(ctx):
                 raise
-            first = (str(exc).strip().splitlines() or [""])[0]
+            first = first_line(exc)
             raise click.ClickException(
                 f"unexpected {type(exc).__name__}: {first} (run with --verbose for the traceback)"
             ) from None
@@ -233,9 +233,13 @@ def _input_specs(_ctx: Any, _param: Any, values: tuple[str, ...]) -> tuple[Any, 
     from edgenn.specs import TensorSpec
 
     try:
-        return tuple(TensorSpec.parse(v) for v in values)
+        specs = tuple(TensorSpec.parse(v) for v in values)
     except EdgennError as exc:
         raise click.BadParameter(str(exc)) from None
+    names = [spec.name for spec in specs]
+    if len(set(names)) != len(names):
+        raise click.BadParameter(f"input names must be unique, got {', '.join(names)}")
+    return specs
 
 
 @cli.command("export")
@@ -299,6 +303,11 @@ def export_command(
         keep_invalid=keep_invalid,
         verbose=is_verbose(),
     )
+    if report_path:
+        from edgenn.fileio import check_file_target, refuse_same_file
+
+        check_file_target(report_path, "--report")
+        refuse_same_file(output, ("--report file", report_path))
     on_step = None if as_json else (lambda text: click.echo(f"  {text}...", err=True))
     result = export_source(source, output, weights, options, inputs, softmax, on_step=on_step)
     if report_path:

@@ -306,7 +306,6 @@ def evaluate(
     options: LatencyOptions = LatencyOptions(),
     fixed_batch: int | None = None,
     fp16: bool = False,
-    quantized_bytes: int | None = None,
 ) -> Evaluation:
     """Accuracy, output error, size, latency (interleaved) and kernels of quantized against fp32."""
     if samples.labels is None:
@@ -333,7 +332,7 @@ def evaluate(
         argmax_agreement=agreement,
         max_abs_error=max_abs,
         fp32_bytes=file_bytes(fp32_path),
-        quantized_bytes=quantized_bytes if quantized_bytes is not None else file_bytes(quantized_path),
+        quantized_bytes=file_bytes(quantized_path),
         latency=tuple(latency),
         kernels=kernels,
         latency_options=options,

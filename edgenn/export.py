@@ -23,7 +23,7 @@ from torch import nn
 from edgenn import _callable_stage
 from edgenn import specs as meta
 from edgenn.errors import EdgennError, ExportError, ValidationError, first_line
-from edgenn.fileio import atomic_path
+from edgenn.fileio import atomic_path, check_file_target, refuse_same_file
 from edgenn.parity import Tolerance
 from edgenn.quiet import silenced
 from edgenn.runners import TorchRunner, flatten_outputs
@@ -116,6 +116,8 @@ def export_source(
     on_step: Callable[[str], None] | None = None,
 ) -> ExportResult:
     """Export a zoo model (with weights) or a user's `file.py:factory` / `module:attr`."""
+    source_file = spec.rsplit(":", 1)[0] if spec.rsplit(":", 1)[0].endswith(".py") else None
+    refuse_same_file(path, ("weights file", weights), ("source file", source_file))
     if on_step:
         on_step(f"loading {spec}")
     source = load_source(spec, weights, input_specs, softmax_output)
@@ -163,9 +165,7 @@ def export(
     """
     step = on_step or (lambda _text: None)
     options = options.checked()
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise ExportError(f"output folder {str(path.parent)!r} does not exist; create it first")
+    path = check_file_target(path, error=ExportError)
     module = module.eval()
     if loaded is None:
         examples = _as_tuple(example_inputs)
@@ -180,6 +180,9 @@ def export(
             user_examples=examples or None,
         )
     specs = _batch_specs(loaded.input_specs, options.dynamic_batch)
+    names = [spec.name for spec in specs]
+    if len(set(names)) != len(names):
+        raise ExportError(f"input names must be unique, got {', '.join(names)}; name each --input differently")
     loaded = replace(loaded, input_specs=specs)
     export_batch = EXPORT_BATCH if options.dynamic_batch else _static_batch(specs)
     examples = loaded.example_inputs(export_batch)
@@ -271,7 +274,7 @@ def _batch_specs(specs: Sequence[TensorSpec], dynamic: bool) -> tuple[TensorSpec
     for spec in specs:
         if not spec.shape:
             out.append(spec)
-        elif dynamic and isinstance(spec.shape[0], int):
+        elif dynamic and spec.shape[0] != BATCH:  # a size, or another name: the first dim is the batch
             out.append(spec.with_batch(BATCH))
         elif not dynamic and spec.shape[0] == BATCH:
             out.append(spec.with_batch(1))
@@ -410,8 +413,7 @@ def _unsupported_operator(text: str) -> str | None:
 
 def _submodule_using(module: nn.Module, examples: tuple[torch.Tensor, ...], op: str) -> str | None:
     """Find the submodule whose forward calls `op`, from torch.export's per-node module stack."""
-    base = op.split(".")[-1] if op.count(".") else op
-    base = base.split(".")[0]
+    base = op.split(".")[-1]
     try:
         with silenced(True):
             program = torch.export.export(module, examples, strict=False)

@@ -551,6 +551,7 @@ def quantize(
         )
         calib = shop.calibration_source if built.recipe.mode == "static" else None
         final = _finalise(built, source, evaluation, calib)
+        _check_loads(final, built.recipe.name)
         evaluation = replace(evaluation, quantized_bytes=len(final))
         # auto mode judges the budget on the selection data, where its choice was made
         budget_met = (
@@ -787,6 +788,16 @@ def _keep_costliest_in_float(
 
 
 # ---------------------------------------------------------------------------------- the output
+def _check_loads(model_bytes: bytes, recipe: str) -> None:
+    """What is written must be what was evaluated: a file onnxruntime loads."""
+    import onnxruntime as ort
+
+    try:
+        ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        raise EdgennError(f"the {recipe} model came out unloadable ({first_line(exc)}); nothing was written") from None
+
+
 def _drop_zero_weight_zero_points(model: Any) -> None:
     """Remove the zero-point inputs of DequantizeLinear nodes on symmetric int8 weights.
 
@@ -796,6 +807,7 @@ def _drop_zero_weight_zero_points(model: Any) -> None:
     from onnx import numpy_helper
 
     initializers = {t.name: t for t in model.graph.initializer}
+    dropped: set[str] = set()
     for node in model.graph.node:
         if node.op_type != "DequantizeLinear" or len(node.input) != 3:
             continue
@@ -804,11 +816,23 @@ def _drop_zero_weight_zero_points(model: Any) -> None:
             continue
         values = numpy_helper.to_array(zero_point)
         if values.dtype == np.int8 and not values.any():
+            dropped.add(node.input[2])
             del node.input[2]
-    used = {name for node in model.graph.node for name in node.input}
-    kept = [t for t in model.graph.initializer if t.name in used]
+    unused = dropped - _names_used(model.graph)
+    kept = [t for t in model.graph.initializer if t.name not in unused]
     del model.graph.initializer[:]
     model.graph.initializer.extend(kept)
+
+
+def _names_used(graph: Any) -> set[str]:
+    """Every tensor name a graph reads, its subgraphs (If/Loop/Scan bodies) and outputs included."""
+    used = {o.name for o in graph.output}
+    for node in graph.node:
+        used.update(node.input)
+        for attr in node.attribute:
+            for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+                used |= _names_used(sub)
+    return used
 
 
 def _finalise(built: _Built, source: _Source, evaluation: Evaluation, calib: str | None) -> bytes:

@@ -301,6 +301,8 @@ def render_bench(report: Any) -> str:
             speed = "baseline"
         else:
             speed = f"{r.speedup.median:.2f}x [{r.speedup.ci_low:.2f}-{r.speedup.ci_high:.2f}]"
+            if r.speedup.ci_level < 0.95:  # too few rounds for a 95% interval: say what it is
+                speed += f" {100 * r.speedup.ci_level:.0f}%"
         memory = "-" if r.session_memory_mb is None else f"{r.session_memory_mb:.1f} / {r.run_memory_mb:.1f}"
         rows.append(
             (

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from edgenn.errors import ModelFileError
+from edgenn.errors import ModelFileError, first_line
 
 _GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
 
@@ -32,7 +32,7 @@ class OrtRunner:
         try:
             self.session = ort.InferenceSession(str(path), sess_options=options, providers=list(providers))
         except Exception as exc:  # onnxruntime raises several unrelated types for a bad file
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            first = first_line(exc)
             raise ModelFileError(f"onnxruntime cannot load {str(path)!r}: {first}") from None
         self.name = name or str(path)
         self.output_names = [o.name for o in self.session.get_outputs()]

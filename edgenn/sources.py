@@ -117,6 +117,7 @@ def _load_zoo(
     from edgenn.checkpoint import load_weights
 
     entry = zoo.entry(name)
+    input_specs = _zoo_inputs(entry, input_specs)
     kwargs = {} if softmax_output is None else {"softmax_output": softmax_output}
     module = zoo.create(name, **kwargs)
     accuracy = None
@@ -126,6 +127,20 @@ def _load_zoo(
     return LoadedSource(
         name, module.eval(), input_specs or entry.inputs, entry.labels, entry.preprocessing, accuracy, zoo_name=name
     )
+
+
+def _zoo_inputs(entry: Any, given: tuple[TensorSpec, ...]) -> tuple[TensorSpec, ...]:
+    """A zoo model's inputs are its own: --input may rename them, not change their shape or dtype."""
+    if not given:
+        return entry.inputs
+    own = ", ".join(str(s) for s in entry.inputs)
+    if len(given) != len(entry.inputs):
+        raise InputError(f"{entry.name} takes {len(entry.inputs)} input(s) ({own}), --input gave {len(given)}")
+    for mine, theirs in zip(entry.inputs, given):
+        fixed_differ = any(isinstance(a, int) and a != b for a, b in zip(mine.shape[1:], theirs.shape[1:]))
+        if len(mine.shape) != len(theirs.shape) or fixed_differ or mine.dtype != theirs.dtype:
+            raise InputError(f"{entry.name} takes {own}; --input {theirs} does not fit (drop --input for zoo models)")
+    return tuple(TensorSpec(theirs.name, mine.shape, mine.dtype) for mine, theirs in zip(entry.inputs, given))
 
 
 def _recorded_accuracy(weights: Path) -> float | None:

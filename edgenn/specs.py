@@ -95,8 +95,8 @@ class TensorSpec:
         dims: list[Dim] = []
         for part in dims_text.split("x"):
             if part.isdigit():
-                if int(part) <= 0:
-                    raise InputError(f"bad input spec {text!r}: dimension sizes must be positive")
+                if not 0 < int(part) < 2**31:
+                    raise InputError(f"bad input spec {text!r}: dimension sizes must be between 1 and 2**31-1")
                 dims.append(int(part))
             elif re.fullmatch(r"[A-Za-z_]\w*", part):
                 dims.append(part)

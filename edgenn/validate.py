@@ -161,13 +161,23 @@ def check_dynamic_dims(path: Path, specs: Sequence[TensorSpec]) -> tuple[StageRe
 
 def check_parity(
     reference: Runner, candidate: Runner, cases: Sequence[ParityCase], tol: Tolerance, classifier: bool
-) -> tuple[tuple[str, ParityReport], ...]:
+) -> tuple[tuple[tuple[str, ParityReport], ...], str]:
+    """Compare on every case; a run that raises (a pinned shape, say) ends the check with its reason."""
     reports = []
     for case in cases:
-        expected = reference.infer(case.feeds)
-        got = candidate.infer(case.feeds)
+        try:
+            expected = reference.infer(case.feeds)
+        except Exception as exc:
+            return tuple(reports), f"eager {reference.name} failed at {case.label}: {first_line(exc)}"
+        try:
+            got = candidate.infer(case.feeds)
+        except Exception as exc:
+            return tuple(reports), (
+                f"onnxruntime failed at {case.label}: {first_line(exc)} (a dimension may have been made static; "
+                "export with --static, or make the model's shapes follow its inputs)"
+            )
         reports.append((case.label, compare(expected, got, tol, classifier, case.batch_size)))
-    return tuple(reports)
+    return tuple(reports), ""
 
 
 def validate(
@@ -189,16 +199,11 @@ def validate(
     parity: tuple[tuple[str, ParityReport], ...] = ()
     if runner is not None:
         started = time.perf_counter()
-        parity = check_parity(reference, runner, cases(), tol, classifier)
+        parity, failure = check_parity(reference, runner, cases(), tol, classifier)
         worst = max((p.max_abs_error for _, p in parity), default=0.0)
-        stages.append(
-            StageResult(
-                "parity",
-                all(p.passed for _, p in parity),
-                time.perf_counter() - started,
-                f"{len(parity)} cases, worst max abs error {worst:.3g}",
-            )
-        )
+        passed = not failure and all(p.passed for _, p in parity)
+        detail = failure or f"{len(parity)} cases, worst max abs error {worst:.3g}"
+        stages.append(StageResult("parity", passed, time.perf_counter() - started, detail))
     return ValidationReport(tuple(stages), parity, dynamic, tuple(skipped))
 
 

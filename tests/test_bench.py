@@ -421,6 +421,27 @@ def test_output_folder_must_exist_before_measuring(run, models, tmp_path):
     _one_line_error(run(models["identity"], "--runs", 5, "--csv", tmp_path / "no" / "b.csv"), "does not exist")
 
 
+def test_output_that_is_a_folder_fails_before_measuring(run, models, tmp_path):
+    _one_line_error(run(models["identity"], "--runs", 5, "--json", tmp_path), "is a folder")
+    assert not list(tmp_path.iterdir())
+
+
+def test_inputs_the_model_cannot_take_are_one_line(run, tmp_path):
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    # x is declared [batch, features] but the MatMul inside needs 64 features: --input 7 fails in onnxruntime
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "features"])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 10])
+    w = numpy_helper.from_array(np.ones((64, 10), np.float32), "w")
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "mm", [x], [y], [w])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(tmp_path / "mm.onnx"))
+    _one_line_error(run(tmp_path / "mm.onnx", "--runs", 5, "--input", "x:Bx7"), "mm fails on x 1x7 float32")
+
+
 # --------------------------------------------------------------------------------- providers
 @pytest.mark.skipif(CUDA, reason="this onnxruntime has CUDA: the skip path cannot be shown")
 def test_missing_gpu_providers_are_skipped_with_the_reason(models):

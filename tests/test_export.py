@@ -110,9 +110,9 @@ def test_every_zoo_model_passes_parity_at_1_7_64(name, exported):
 
 def test_exported_model_matches_eager_on_real_digits_independently(trained, exported, digits):
     """Parity recomputed here, outside edgenn's validator: a fresh session against eager torch."""
-    from edgenn.checkpoint import load_zoo_model
+    from edgenn.sources import load_source
 
-    model = load_zoo_model("lenet5", trained("lenet5"))
+    model = load_source("lenet5", trained("lenet5")).module
     x = digits.test.inputs(zoo.entry("lenet5").preprocessing)[:64]
     with torch.no_grad():
         expected = model(torch.from_numpy(x)).numpy()
@@ -298,3 +298,74 @@ def test_api_errors_are_edgenn_errors(tmp_path):
     with pytest.raises(EdgennError, match="unknown exporter"):
         export(torch.nn.Linear(2, 2), torch.rand(1, 2), tmp_path / "x.onnx", options=ExportOptions(exporter="tf"))
     assert Tolerance().atol == 1e-4 and Tolerance().rtol == 1e-3
+
+
+PINNED = textwrap.dedent(
+    """
+    import torch
+    from torch import nn
+
+    class Pinned(nn.Module):
+        def forward(self, x):
+            # int() makes the traced reshape a constant: the batch is pinned at the export batch
+            return x.reshape(int(x.shape[0]) * 3, 2) * 2
+
+    def pinned():
+        return Pinned(), torch.randn(2, 6)
+    """
+)
+
+
+def test_a_run_that_fails_during_parity_is_a_reported_failure(tmp_path):
+    source = tmp_path / "pinned.py"
+    source.write_text(PINNED)
+    options = ExportOptions(exporter="torchscript", keep_invalid=True)
+    result = export_source(f"{source}:pinned", tmp_path / "p.onnx", options=options)
+    assert not result.passed
+    parity = [s for s in result.validation.stages if s.name == "parity"][0]
+    assert not parity.passed and "failed at batch" in parity.detail
+    assert result.path == tmp_path / "p.onnx" and result.path.exists()  # kept, as asked
+
+
+def test_outputs_never_overwrite_what_the_command_reads(run, user_file, trained, tmp_path):
+    copy = tmp_path / "models.py"
+    copy.write_text(USER_MODELS)
+    result = run("export", f"{copy}:two_in_two_out", "-o", copy)
+    assert result.exit_code == 1 and "is also the source file" in result.output
+    assert copy.read_text() == USER_MODELS
+    weights = tmp_path / "w.safetensors"
+    weights.write_bytes(trained("mlp").read_bytes())
+    result = run("export", "mlp", "--weights", weights, "-o", weights)
+    assert result.exit_code == 1 and "is also the weights file" in result.output
+    assert weights.read_bytes() == trained("mlp").read_bytes()
+    result = run("export", "mlp", "-o", tmp_path / "m.onnx", "--report", tmp_path / "m.onnx")
+    assert result.exit_code == 1 and "is also the --report file" in result.output
+    result = run("export", "mlp", "-o", tmp_path / "m.onnx", "--report", tmp_path / "nowhere" / "r.json")
+    assert result.exit_code == 1 and not (tmp_path / "m.onnx").exists()
+    (tmp_path / "folder.onnx").mkdir()
+    result = run("export", "mlp", "-o", tmp_path / "folder.onnx")
+    assert result.exit_code == 2 and "is a directory" in result.output
+    with pytest.raises(EdgennError, match="is a folder; give a file path"):
+        export(torch.nn.Linear(2, 2), torch.rand(1, 2), tmp_path / "folder.onnx")
+
+
+def test_zoo_inputs_may_be_renamed_not_reshaped(run, tmp_path):
+    result = run("export", "mlp", "--input", "input:1x10", "-o", tmp_path / "m.onnx")
+    assert result.exit_code == 1 and "does not fit" in result.output
+    renamed = export_source("mlp", tmp_path / "r.onnx", input_specs=(TensorSpec.parse("pixels:1x64"),))
+    assert renamed.raise_for_failure().inputs == (TensorSpec("pixels", ("batch", 64), "float32"),)
+
+
+def test_duplicate_input_names_and_odd_batch_names(run, user_file, tmp_path):
+    result = run(
+        "export", f"{user_file}:TwoInTwoOut", "--input", "x:1x4", "--input", "x:1x6", "-o", tmp_path / "d.onnx"
+    )
+    assert result.exit_code == 2 and "input names must be unique" in result.output
+    result = run(
+        "export", f"{user_file}:TokenClassifier", "--input", "ids:1x99999999999999999999:int64", "-o", "t.onnx"
+    )
+    assert result.exit_code == 2 and "between 1 and 2**31-1" in result.output
+    named = export_source(
+        f"{user_file}:TokenClassifier", tmp_path / "n.onnx", input_specs=(TensorSpec.parse("ids:Nx16:int64"),)
+    )
+    assert named.raise_for_failure().inputs[0].shape == ("batch", 16)  # the first dim is the batch, whatever its name

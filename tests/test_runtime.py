@@ -219,6 +219,16 @@ def test_model_without_metadata_runs_with_plain_labels(tmp_path):
         model.classify_picture(np.zeros((8, 8), dtype=np.uint8))
 
 
+def test_classify_refuses_a_one_output_regression_and_an_empty_batch(tmp_path):
+    model = Model(plain_model(tmp_path / "reg.onnx", classes=1))
+    x = np.ones((2, 3), dtype=np.float32)
+    assert model.predict(x)["y"].shape == (2, 1)  # predict runs it ...
+    with pytest.raises(InputError, match="2 classes or more"):
+        model.classify(x)  # ... classify does not pretend it is a classifier
+    with pytest.raises(InputError, match="the batch is empty"):
+        Model(plain_model(tmp_path / "cls.onnx")).classify(np.zeros((0, 3), dtype=np.float32))
+
+
 def test_unnamed_dynamic_dimension_gets_a_name(tmp_path):
     model = Model(plain_model(tmp_path / "anon.onnx", dims=(None, 3)))
     assert model.inputs[0].shape == ("dim0", 3)

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from edgenn.errors import InputError
+from edgenn.errors import InputError, first_line
 from edgenn.runtime.image import PICTURE_SUFFIXES, array_to_grey, is_picture_path
 from edgenn.runtime.model import ClassScore, Model
 
@@ -57,7 +57,7 @@ def _load_npy(file: Path) -> np.ndarray:
     try:
         return np.load(file, allow_pickle=False)
     except (OSError, ValueError, EOFError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        first = first_line(exc)
         raise InputError(f"cannot read {file} as a .npy array: {first}") from None
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from edgenn.errors import EdgennError, InputError
+from edgenn.errors import EdgennError, InputError, first_line
 from edgenn.preprocess import digits_to_input, picture_to_digit
 from edgenn.specs import Preprocessing
 
@@ -70,7 +70,7 @@ def _open_image(source: Any, name: str) -> Any:
         image = Image.open(source)
         image.load()  # decode now, so a truncated file fails here and not later
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        first = first_line(exc)
         raise InputError(f"cannot decode picture {name}: {first}") from None
     return image
 

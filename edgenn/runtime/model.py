@@ -212,11 +212,13 @@ class Model:
         if name not in outputs:
             raise InputError(f"unknown output {name!r}: the model's outputs are {', '.join(map(repr, outputs))}")
         scores = outputs[name]
-        if scores.ndim != 2 or scores.dtype.kind != "f":
+        if scores.ndim != 2 or scores.dtype.kind != "f" or scores.shape[1] < 2:
             raise InputError(
                 f"output {name!r} is {scores.dtype} shaped {scores.shape}; classifying needs float scores "
-                f"shaped (batch, classes): use predict() for this model"
+                f"shaped (batch, classes) with 2 classes or more: use predict() for this model"
             )
+        if scores.shape[0] == 0:
+            raise InputError("the batch is empty: there is nothing to classify")
         return scores
 
     def _labels_for(self, classes: int) -> tuple[str, ...]:
