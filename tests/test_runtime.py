@@ -524,3 +524,11 @@ def test_bottom_layer_imports_only_numpy_onnxruntime_and_itself():
             else:
                 allowed = top in sys.stdlib_module_names or top in ("numpy", "onnxruntime", "PIL")
                 assert allowed, f"{name} imports {module}: the bottom layer may use numpy and onnxruntime only"
+
+
+def test_integer_pictures_out_of_range_name_the_file(lenet):
+    from edgenn.runtime.files import classify_array
+
+    for pixels in (-1, 70_000):
+        with pytest.raises(InputError, match=r"neg\.npy: integer pixels must lie in 0\.\.255"):
+            classify_array(lenet, np.full((8, 8), pixels, np.int64), name="neg.npy")
