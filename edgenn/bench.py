@@ -1,18 +1,16 @@
-"""Honest timings of ONNX variants (and the eager PyTorch model) on onnxruntime providers.
+"""Honest timings of ONNX models on every execution provider and precision asked, and of eager PyTorch.
 
-The method, for each point of the sweep (provider, threads, batch):
-- every variant is warmed up on its own (that is also where its memory growth is read);
-- then the variants run in rounds: in each round every variant makes a block of back-to-back calls,
-  the order rotating from round to round. Drift (clock frequency, other tenants) therefore hits every
-  variant alike, and blocks keep one variant from running on caches another has just flushed (calls
-  interleaved one by one made ORT's LeNet-5 about 28% slower beside eager PyTorch on this machine);
-- each call is timed alone with perf_counter_ns around exactly the call (feeds built beforehand, the
-  garbage collector paused, as `timeit` does); latency figures pool all timed calls;
-- speedups are paired: per round, the baseline's block median over the variant's, and the median of
-  those ratios with a distribution-free 95% confidence interval (edgenn.stats);
-- the process CPU time of each block is read between blocks (never inside a timed call): a one-thread
-  run whose wall time clearly exceeds its CPU time was preempted by another program, and says so.
-Sessions are created once per provider and thread count; creation time and memory are per variant.
+The method, for each point of the sweep (threads, batch):
+- the contenders are every (model, provider, precision) asked for that can run here, and the eager
+  model where given: all of them side by side in one run, so that every speedup is paired;
+- every contender is warmed up on its own (that is also where its memory growth is read);
+- then they run in edgenn.timing's interleaved rounds of blocks, each call timed alone;
+- speedups are paired: per round, the baseline's block median over the contender's, and the median
+  of those ratios with a distribution-free 95% confidence interval (edgenn.stats);
+- the process CPU time of each block is read between blocks: a one-thread run whose wall time
+  clearly exceeds its CPU time was preempted by another program, and says so.
+Sessions are opened once per thread count through edgenn.runtime.session, the one session layer;
+what each really ran on (provider, device, precision, nodes placed) is in the report.
 """
 
 from __future__ import annotations
@@ -30,46 +28,54 @@ from typing import Any
 
 import numpy as np
 
-from edgenn import _callable_stage
+from edgenn import _callable_stage, timing
 from edgenn.environment import Environment, collect_environment, load_average
-from edgenn.errors import EdgennError, InputError, ModelFileError, ProviderError, first_line
+from edgenn.errors import EdgennError, InputError, ModelFileError, first_line
 from edgenn.fileio import atomic_path, check_file_target
-from edgenn.runtime.inputs import ORT_TYPES
-from edgenn.specs import BATCH, TensorSpec
+from edgenn.runtime import providers as provider_table
+from edgenn.runtime.session import SessionConfig, clean_ort_message, open_session, unavailable
+from edgenn.specs import BATCH, TensorSpec, fixed_batch
 from edgenn.stats import RatioSummary, Summary, paired_ratio, summarize
+from edgenn.timing import MIN_ROUNDS, Rounds, plan_rounds, run_rounds, time_calls  # noqa: F401  (re-exported)
 from edgenn.versions import edgenn_version
 
-PROVIDER_CHOICES = ("cpu", "cuda", "tensorrt", "all")
-ALL_PROVIDERS = ("cpu", "cuda", "tensorrt")
-CLOCK = time.perf_counter_ns  # read once per block; tests put a fake clock here to inject timings
-MIN_ROUNDS = 6  # with --seconds, at least this many rounds run, even past the time budget
+PROVIDER_CHOICES = ("cpu", "openvino", "cuda", "tensorrt", "auto", "all")
+ALL_PROVIDERS = ("cpu", "openvino", "cuda", "tensorrt")
 
 METHOD = (
-    "per point: warm-up per variant, then rounds in which every variant makes a block of back-to-back "
-    "calls (order rotating); each call timed alone with perf_counter_ns around the call only, garbage "
-    "collector paused; latency figures pool all timed calls; throughput = batch / median latency; "
-    "speedup = median over rounds of (baseline block median / variant block median), with a "
-    "distribution-free 95% interval; cpu_ms = process CPU time per call, read between blocks; GPU "
-    "providers bind inputs and outputs on the device (IO binding)"
+    "per point (threads, batch): every model on every provider and precision asked, and the eager model, "
+    "side by side; warm-up per contender, then rounds in which each makes a block of back-to-back calls "
+    "(order rotating); each call timed alone with perf_counter_ns around the call only, garbage collector "
+    "paused; latency figures pool all timed calls; throughput = batch / median latency; speedup = median "
+    "over rounds of (baseline block median / contender block median), with a distribution-free 95% "
+    "interval; cpu_ms = process CPU time per call, read between blocks; GPU providers bind inputs and "
+    "outputs on the device (IO binding)"
 )
 
 
 # ------------------------------------------------------------------------------------- results
 @dataclass(frozen=True)
 class BenchOptions:
-    providers: tuple[str, ...] = ("cpu",)  # cpu | cuda | tensorrt | all | auto | an ORT provider name
+    providers: tuple[str, ...] = ("cpu",)  # cpu | openvino[:DEVICE] | cuda | tensorrt | auto | all
+    precisions: tuple[str, ...] = ("f32",)  # f32 | bf16 | f16, on every provider that offers them
     threads: tuple[int, ...] = (1,)  # intra-op threads of ORT and torch.set_num_threads for eager
     batches: tuple[int, ...] = (1,)
-    warmup: int = 10  # untimed calls per variant before each point
-    runs: int | None = None  # timed calls per variant per point; None: run for `seconds`
-    seconds: float = 1.0  # time budget of one point (all variants together) when runs is None
+    warmup: int = 10  # untimed calls per contender before each point
+    runs: int | None = None  # timed calls per contender per point; None: run for `seconds`
+    seconds: float = 1.0  # time budget of one point (all contenders together) when runs is None
     rounds: int = 25  # rounds per point (fewer when runs is smaller)
     inputs: tuple[TensorSpec, ...] = ()  # sizes of dynamic dims other than batch, by input name
     seed: int = 0
 
     def checked(self) -> BenchOptions:
         if not self.providers:
-            raise InputError("no provider given: use --provider cpu, cuda, tensorrt or all")
+            raise InputError(f"no provider given: use --provider {', '.join(PROVIDER_CHOICES)}")
+        for choice in self.providers:
+            if choice.strip().lower() != "all":
+                SessionConfig.parse(choice)  # an unknown name is a usage error, listing the valid ones
+        if not self.precisions:
+            raise InputError("no precision given: use --precision f32, bf16 or f16")
+        precisions = tuple(provider_table.check_precision(p) for p in self.precisions)
         if not self.threads or any(t < 1 for t in self.threads):
             raise InputError(f"thread counts must be 1 or more (got {list(self.threads)}), e.g. --threads 1,2")
         if not self.batches or any(b < 1 for b in self.batches):
@@ -86,12 +92,14 @@ class BenchOptions:
             self,
             threads=_unique(self.threads),
             batches=_unique(self.batches),
-            providers=_unique(self.providers),
+            providers=_unique(tuple(p.strip() for p in self.providers)),
+            precisions=_unique(precisions),
         )
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "providers": list(self.providers),
+            "precisions": list(self.precisions),
             "threads": list(self.threads),
             "batches": list(self.batches),
             "warmup": self.warmup,
@@ -121,12 +129,14 @@ class VariantInfo:
 
 @dataclass(frozen=True)
 class BenchResult:
-    """One variant at one point of the sweep. Times in milliseconds."""
+    """One contender (a model on a provider at a precision) at one point of the sweep. Times in ms."""
 
     variant: str
-    provider: str  # the --provider choice this point belongs to
-    providers_used: tuple[str, ...]  # what the session really got (ORT can fall back silently)
-    device: str  # "cpu" | "cuda"
+    provider: str  # cpu | openvino | openvino:GPU | cuda | tensorrt | torch (the eager model)
+    precision: str  # what the provider computed in (f32, bf16, f16)
+    providers_used: tuple[str, ...]  # what the session really got (onnxruntime's get_providers())
+    placement: str  # where it ran, read back: device, precision, nodes the provider took
+    device: str  # where inputs and outputs live: "cpu" | "cuda"
     threads: int
     batch: int
     latency_ms: Summary
@@ -139,7 +149,12 @@ class BenchResult:
     cpu_ms: float  # process CPU time (all threads) per timed call, mean: far below the mean latency
     # of a one-thread CPU run, it says that calls waited for a core (another program was running)
     baseline: str | None  # what `speedup` compares with; None for the baseline itself
-    speedup: RatioSummary | None  # baseline time / this variant's time, paired per round (>1: faster)
+    speedup: RatioSummary | None  # baseline time / this contender's time, paired per round (>1: faster)
+
+    @property
+    def label(self) -> str:
+        """variant on provider [precision]: how the contender is named in tables and as a baseline."""
+        return f"{self.variant} [{self.provider}{'' if self.precision == 'f32' else ' ' + self.precision}]"
 
     @property
     def waited_for_cpu(self) -> bool:
@@ -150,7 +165,9 @@ class BenchResult:
         return {
             "variant": self.variant,
             "provider": self.provider,
+            "precision": self.precision,
             "providers_used": list(self.providers_used),
+            "placement": self.placement,
             "device": self.device,
             "threads": self.threads,
             "batch": self.batch,
@@ -171,7 +188,7 @@ class BenchResult:
 @dataclass(frozen=True)
 class SkippedPoint:
     variant: str  # "*" where the whole provider was skipped
-    provider: str
+    provider: str  # the provider and precision, as labelled in the table
     threads: int | None
     batch: int | None
     reason: str
@@ -206,6 +223,20 @@ class BenchReport:
         end = self.load_average_end
         return self.environment.busy or (end is not None and end[0] > self.environment.usable_cores)
 
+    def result(
+        self, variant: str, provider: str, precision: str = "f32", threads: int = 1, batch: int = 1
+    ) -> BenchResult | None:
+        """The result of one contender at one point, or None where it was not measured."""
+        return next(
+            (
+                r
+                for r in self.results
+                if (r.variant, r.provider, r.precision, r.threads, r.batch)
+                == (variant, provider, precision, threads, batch)
+            ),
+            None,
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "edgenn_version": self.edgenn_version,
@@ -234,14 +265,14 @@ def bench(
     options: BenchOptions = BenchOptions(),
     progress: Progress | None = None,
 ) -> BenchReport:
-    """Time each ONNX model (and the eager SOURCE, the baseline where given) over the sweep."""
+    """Time each ONNX model on each provider and precision (and the eager SOURCE, the baseline) over the sweep."""
     options = options.checked()
     if not models and eager is None:
         raise InputError("nothing to bench: give one or more .onnx files and/or --eager SOURCE")
     if weights is not None and eager is None:
         raise InputError("--weights belongs to --eager (a zoo model's trained weights); add --eager MODEL")
     started, t0 = datetime.now(timezone.utc).isoformat(timespec="seconds"), time.perf_counter()
-    plan, skipped = provider_plan(options.providers)
+    configs, skipped = session_plan(options.providers, options.precisions)
     variants = [_inspect_onnx(path, name) for path, name in zip(models, variant_names(models), strict=True)]
     if eager is not None:
         variants.append(_load_eager(eager, weights, options.inputs))
@@ -250,26 +281,20 @@ def bench(
     probe = RssProbe()
     gc.collect()  # once, here: later only young garbage is collected, and none while timing
     results: list[BenchResult] = []
-    total, done = len(plan) * len(options.threads) * len(options.batches), 0
+    total, done = len(options.threads) * len(options.batches), 0
     with _torch_threads_restored(any(v.kind == "eager" for v in variants)):
-        for choice, chain in plan:
-            # Most threads first: growing torch's OpenMP pool after set_num_threads(1) left the eager
-            # LSTM at a p90 of 148 ms (median 0.09 ms) on a busy 2-core machine; shrinking it did not.
-            for threads in sorted(options.threads, reverse=True):
-                opened = []
-                for variant in variants:
-                    session, reason = _open(variant, choice, chain, threads, probe)
-                    if session is None:
-                        skipped.append(SkippedPoint(variant.name, choice, threads, None, reason))
-                    else:
-                        opened.append(session)
-                for batch in options.batches:
-                    if progress:
-                        progress(done, total, f"{choice} threads={threads} batch={batch}")
-                    got, skips = _measure_point(opened, choice, threads, batch, options, probe)
-                    results += got
-                    skipped += skips
-                    done += 1
+        # Most threads first: growing torch's OpenMP pool after set_num_threads(1) left the eager
+        # LSTM at a p90 of 148 ms (median 0.09 ms) on a busy 2-core machine; shrinking it did not.
+        for threads in sorted(options.threads, reverse=True):
+            contenders, failed = _open_contenders(variants, configs, threads, probe)
+            skipped += failed
+            for batch in options.batches:
+                if progress:
+                    progress(done, total, f"threads={threads} batch={batch}")
+                got, skips = _measure_point(contenders, threads, batch, options, probe)
+                results += got
+                skipped += skips
+                done += 1
     if progress:
         progress(done, total, "done")
     if not results:
@@ -288,41 +313,53 @@ def bench(
     )
 
 
-def provider_plan(choices: Sequence[str]) -> tuple[list[tuple[str, list[str]]], list[SkippedPoint]]:
-    """[(choice, ORT provider chain)] for the available choices; the others as skipped, with why.
+def session_plan(
+    choices: Sequence[str], precisions: Sequence[str] = ("f32",)
+) -> tuple[list[SessionConfig], list[SkippedPoint]]:
+    """The session configurations to measure (provider x precision), and those that cannot run here, with why.
 
-    An unknown name is an error; a known provider that this onnxruntime lacks is a skipped point.
+    An unknown name is an error; a known provider this machine lacks, or a precision its device does
+    not offer, is a skipped point.
     """
-    from edgenn.runtime.providers import SHORT_NAMES, available_providers, resolve_providers
-
-    wanted = ALL_PROVIDERS if any(c.strip().lower() == "all" for c in choices) else choices
-    plan, skipped = [], []
-    for choice in _unique(tuple(wanted)):
-        known = choice.strip().lower() in (*SHORT_NAMES, "auto") or choice.strip().endswith("ExecutionProvider")
-        try:
-            plan.append((choice, resolve_providers(choice)))
-        except ProviderError:
-            if not known:
-                raise ProviderError(
-                    f"unknown provider {choice!r}: use one of {', '.join(PROVIDER_CHOICES)} "
-                    "or an onnxruntime provider name such as CPUExecutionProvider"
-                ) from None
-            primary = SHORT_NAMES.get(choice.strip().lower(), (choice.strip(),))[0]
-            reason = f"{primary} not available: onnxruntime has only {', '.join(available_providers())}"
-            skipped.append(SkippedPoint("*", choice, None, None, reason))
+    wanted = ALL_PROVIDERS if any(c.strip().lower() == "all" for c in choices) else tuple(choices)
+    plan: list[SessionConfig] = []
+    skipped: list[SkippedPoint] = []
+    for choice in _unique(wanted):
+        base = SessionConfig.parse(choice)
+        if base.provider == "auto":
+            base = replace(base, provider=provider_table.resolve_choice("auto"))
+        for precision in precisions:
+            config = replace(base, precision=precision)
+            reason = unavailable(config)
+            if reason is not None:
+                # one line for a missing provider, not one per precision
+                whole = unavailable(replace(base, precision="f32"))
+                label = base.label if whole else config.label
+                if not any(s.provider == label for s in skipped):
+                    skipped.append(SkippedPoint("*", label, None, None, whole or reason))
+            elif config not in plan:
+                plan.append(config)
     return plan, skipped
 
 
 def variant_names(models: Sequence[str | Path]) -> list[str]:
-    """File stems (lenet5, lenet5.int8), or the paths as given where two stems collide."""
-    stems = [Path(m).name.removesuffix(".onnx") for m in models]
-    return [s if stems.count(s) == 1 else str(m) for s, m in zip(stems, models, strict=True)]
+    """File stems (lenet5, lenet5.int8); where stems collide, the folder too (lenet5/model), else the paths."""
+    for parts in (1, 2):
+        names = [
+            "/".join(Path(m).with_suffix("").parts[-parts:])
+            if str(m).endswith(".onnx")
+            else "/".join(Path(m).parts[-parts:])
+            for m in models
+        ]
+        if len(set(names)) == len(names):
+            return names
+    return [str(m) for m in models]
 
 
 # --------------------------------------------------------------------------- variants and inputs
 @dataclass
 class _Variant:
-    """What the harness knows of a variant before any session exists."""
+    """What the harness knows of a model before any session exists."""
 
     info: VariantInfo
     path: Path | None = None  # onnx
@@ -342,24 +379,14 @@ class _Variant:
 
 def _inspect_onnx(path: str | Path, name: str) -> _Variant:
     """Read the inputs of a model, proving on the way that onnxruntime can load it."""
-    from edgenn.runners import OrtRunner
-
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"model file {str(path)!r} not found; export one with `edgenn export`")
-    runner = OrtRunner(str(path), ("CPUExecutionProvider",), threads=1, name=name)
-    specs = []
-    for arg in runner.session.get_inputs():
-        dtype = ORT_TYPES.get(arg.type)
-        if dtype is None:
-            raise InputError(
-                f"{path.name}: input {arg.name!r} has type {arg.type}; edgenn bench feeds numeric tensors only"
-            )
-        dims = tuple(d if isinstance(d, int) else (d or f"dim{i}") for i, d in enumerate(arg.shape))
-        if dims and isinstance(dims[0], str):
-            dims = (BATCH, *dims[1:])  # whatever its name, a symbolic first dim is the batch
-        specs.append(TensorSpec(arg.name, dims, dtype))
-    return _Variant(VariantInfo(name, "onnx", str(path), tuple(specs)), path=path)
+    runner = open_session(path, SessionConfig(threads=1), name=str(path))
+    specs = runner.inputs
+    # whatever its name, a symbolic first dim is the batch
+    specs = tuple(s.with_batch(BATCH) if s.shape and isinstance(s.shape[0], str) else s for s in specs)
+    return _Variant(VariantInfo(name, "onnx", str(path), specs), path=path)
 
 
 def _load_eager(spec: str, weights: str | Path | None, overrides: Sequence[TensorSpec]) -> _Variant:
@@ -457,95 +484,91 @@ def make_feeds(specs: Sequence[TensorSpec], batch: int, seed: int = 0) -> dict[s
     return feeds
 
 
-def fixed_batch(specs: Sequence[TensorSpec]) -> int | None:
-    """The batch size a model is frozen to (its first input's first dim), or None where it is dynamic."""
-    for spec in specs:
-        if spec.shape:
-            return spec.shape[0] if isinstance(spec.shape[0], int) else None
-    return None
-
-
-# --------------------------------------------------------------------------------- sessions
+# --------------------------------------------------------------------------------- contenders
 @dataclass
-class _Session:
+class _Contender:
+    """A model ready to time at one thread count: on a provider and precision, or eager."""
+
     variant: _Variant
+    provider: str  # the config's provider (with its device), or "torch"
+    precision: str
     prepare: Callable[[dict[str, np.ndarray]], Callable[[], Any]]  # feeds -> the call to time
     providers_used: tuple[str, ...]
+    placement: str
     device: str
     seconds: float
     memory_mb: float | None
 
+    @property
+    def label(self) -> str:
+        return f"{self.variant.name} [{self.provider}{'' if self.precision == 'f32' else ' ' + self.precision}]"
 
-def _open(
-    variant: _Variant, choice: str, chain: list[str], threads: int, probe: RssProbe
-) -> tuple[_Session | None, str]:
-    """A ready session for one (provider, threads), or None and the reason it cannot run there."""
-    if variant.kind == "eager":
-        return _open_eager(variant, chain, threads)
-    from edgenn.runners import OrtRunner
 
+def _open_contenders(
+    variants: Sequence[_Variant], configs: Sequence[SessionConfig], threads: int, probe: RssProbe
+) -> tuple[list[_Contender], list[SkippedPoint]]:
+    """Every model on every configuration, and the eager model on each device the configurations use."""
+    opened, skipped = [], []
+    for variant in variants:
+        if variant.kind == "eager":
+            for device in dict.fromkeys("cuda" if provider_table.PROVIDERS[c.provider].gpu else "cpu" for c in configs):
+                contender, reason = _open_eager(variant, device, threads)
+                if contender is None:
+                    skipped.append(SkippedPoint(variant.name, f"torch {device}", threads, None, reason))
+                else:
+                    opened.append(contender)
+            continue
+        for config in configs:
+            contender, reason = _open_onnx(variant, replace(config, threads=threads), probe)
+            if contender is None:
+                skipped.append(SkippedPoint(variant.name, config.label, threads, None, reason))
+            else:
+                opened.append(contender)
+    return opened, skipped
+
+
+def _open_onnx(variant: _Variant, config: SessionConfig, probe: RssProbe) -> tuple[_Contender | None, str]:
     gc.collect(1)  # young garbage only: a full collection costs 0.2 s once torch is loaded
     base = probe.start()
-    t0 = time.perf_counter()
     try:
-        runner = OrtRunner(str(variant.path), chain, threads=threads, name=variant.name)
-    except ModelFileError as exc:
-        return None, f"{chain[0]} could not open {variant.name}: {exc}"
-    seconds = time.perf_counter() - t0
-    used = tuple(runner.session.get_providers())
-    if used[0] != chain[0]:  # ORT falls back to the CPU silently when a GPU provider fails to start
-        return None, (
-            f"{chain[0]} did not start (onnxruntime fell back to {used[0]}); check that the CUDA / "
-            "TensorRT libraries it needs are installed and a GPU is visible"
-        )
-    return _Session(variant, runner.prepared_call, used, runner.device, seconds, probe.growth_mb(base)), ""
+        runner = open_session(variant.path, config, name=variant.name)
+    except EdgennError as exc:
+        return None, str(exc)
+    info = runner.info
+    where = config.provider + (f":{config.device}" if config.device else "")
+    return _Contender(
+        variant,
+        where,
+        info.precision,
+        runner.prepared_call,
+        info.providers,
+        info.summary,
+        runner.device,
+        info.seconds,
+        probe.growth_mb(base),
+    ), ""
 
 
-def _open_eager(variant: _Variant, chain: list[str], threads: int) -> tuple[_Session | None, str]:
+def _open_eager(variant: _Variant, device: str, threads: int) -> tuple[_Contender | None, str]:
     import torch
 
-    device = "cuda" if chain[0] != "CPUExecutionProvider" else "cpu"
+    from edgenn.runners import TorchRunner
+
     if device == "cuda" and not torch.cuda.is_available():
-        return (
-            None,
-            f"eager PyTorch cannot run on the GPU here (torch {torch.__version__} sees no CUDA device)",
-        )
+        return None, f"eager PyTorch cannot run on the GPU here (torch {torch.__version__} sees no CUDA device)"
     torch.set_num_threads(threads)
-    module = variant.module.to(device)
-    names = [s.name for s in variant.info.inputs]
-    label = (f"torch-{device}",)
-    return _Session(
+    runner = TorchRunner(variant.module, variant.info.inputs, device=device)
+    return _Contender(
         variant,
-        lambda feeds: torch_call(module, feeds, names, device),
-        label,
+        "torch",
+        "f32",
+        runner.prepared_call,
+        (f"torch-{device}",),
+        f"torch {torch.__version__} on {device}",
         device,
         variant.load_seconds,
         variant.load_memory_mb,
     ), ""
-
-
-def torch_call(module: Any, feeds: Mapping[str, np.ndarray], names: Sequence[str], device: str) -> Callable[[], Any]:
-    """module(*inputs) under inference_mode, as users run it; on the GPU it waits for the kernels."""
-    import torch
-
-    tensors = tuple(torch.from_numpy(np.ascontiguousarray(feeds[n])).to(device) for n in names)
-    inference = torch.inference_mode
-    if device == "cpu":
-
-        def call() -> Any:
-            with inference():
-                return module(*tensors)
-
-        return call
-    sync = torch.cuda.synchronize
-
-    def call_and_wait() -> Any:
-        with inference():
-            out = module(*tensors)
-        sync()
-        return out
-
-    return call_and_wait
 
 
 @contextlib.contextmanager
@@ -565,57 +588,48 @@ def _torch_threads_restored(active: bool) -> Iterator[None]:
 
 # ------------------------------------------------------------------------------- measuring
 def _measure_point(
-    sessions: Sequence[_Session],
-    choice: str,
-    threads: int,
-    batch: int,
-    options: BenchOptions,
-    probe: RssProbe,
+    contenders: Sequence[_Contender], threads: int, batch: int, options: BenchOptions, probe: RssProbe
 ) -> tuple[list[BenchResult], list[SkippedPoint]]:
     skipped, ready = [], []
-    for s in sessions:
-        frozen = fixed_batch(s.variant.info.inputs)
+    for c in contenders:
+        frozen = fixed_batch(c.variant.info.inputs)
         if frozen is not None and frozen != batch:
-            skipped.append(
-                SkippedPoint(
-                    s.variant.name,
-                    choice,
-                    threads,
-                    batch,
-                    f"the model's batch dimension is fixed at {frozen}; bench it with --batch {frozen}",
-                )
-            )
+            reason = f"the model's batch dimension is fixed at {frozen}; bench it with --batch {frozen}"
+            skipped.append(SkippedPoint(c.variant.name, c.provider, threads, batch, reason))
         else:
-            ready.append(s)
+            ready.append(c)
     if not ready:
         return [], skipped
     calls, per_call, memory = [], [], []
-    for s in ready:  # warm-up one variant at a time, so that memory growth is its own
+    labels = _labels(ready)
+    for c, label in zip(ready, labels, strict=True):  # warm-up one at a time, so that memory growth is its own
         gc.collect(1)
         base = probe.start()
-        feeds = make_feeds(s.variant.info.inputs, batch, options.seed)
-        call = s.prepare(feeds)
-        with _failing_inputs_explained(s.variant.name, feeds):
-            warm = time_calls(call, max(options.warmup, 0 if options.runs else 1))
+        feeds = make_feeds(c.variant.info.inputs, batch, options.seed)
+        call = c.prepare(feeds)
+        with _failing_inputs_explained(label, feeds):
+            per_call.append(timing.warm_seconds(call, options.warmup if options.warmup or options.runs else 1))
         memory.append(probe.growth_mb(base))
         calls.append(call)
-        per_call.append(float(np.median(warm[len(warm) // 2 :])) / 1e9 if warm.size else 0.0)
     blocks = plan_rounds(per_call, options.runs, options.seconds, options.rounds)
-    with _failing_inputs_explained("a variant", {}):  # reached only where there was no warm-up
+    with _failing_inputs_explained("a contender", {}):  # reached only where there was no warm-up
         measured = run_rounds(calls, blocks)
-    base_index = _baseline_index(ready)
+    baselines = _baselines(ready)
     round_medians = [measured.round_medians(i) for i in range(len(ready))]
     results = []
-    for i, s in enumerate(ready):
+    for i, c in enumerate(ready):
         times = measured.times[i]
         latency = summarize(times).scaled(1e-6)
+        base_index = baselines[i]
         speedup = None if i == base_index else paired_ratio(round_medians[base_index], round_medians[i])
         results.append(
             BenchResult(
-                variant=s.variant.name,
-                provider=choice,
-                providers_used=s.providers_used,
-                device=s.device,
+                variant=c.variant.name,
+                provider=c.provider,
+                precision=c.precision,
+                providers_used=c.providers_used,
+                placement=c.placement,
+                device=c.device,
                 threads=threads,
                 batch=batch,
                 latency_ms=latency,
@@ -623,10 +637,10 @@ def _measure_point(
                 runs=int(times.size),
                 cpu_ms=measured.cpu_ns[i] / times.size / 1e6,
                 rounds=len(blocks),
-                session_seconds=s.seconds,
-                session_memory_mb=s.memory_mb,
+                session_seconds=c.seconds,
+                session_memory_mb=c.memory_mb,
                 run_memory_mb=memory[i],
-                baseline=None if i == base_index else ready[base_index].variant.name,
+                baseline=None if i == base_index else labels[base_index],
                 speedup=speedup,
             )
         )
@@ -634,90 +648,43 @@ def _measure_point(
 
 
 @contextlib.contextmanager
-def _failing_inputs_explained(variant: str, feeds: Mapping[str, np.ndarray]) -> Iterator[None]:
+def _failing_inputs_explained(contender: str, feeds: Mapping[str, np.ndarray]) -> Iterator[None]:
     """A model that raises on the bench's inputs is a one-line error naming them, not a traceback."""
     try:
         yield
     except Exception as exc:
         shapes = ", ".join(f"{name} {'x'.join(map(str, a.shape))} {a.dtype}" for name, a in feeds.items())
         on = f" on {shapes}" if shapes else ""
-        raise EdgennError(f"{variant} fails{on}: {first_line(exc)}; check the sizes given with --input") from None
+        why = clean_ort_message(first_line(exc, limit=2000))
+        raise EdgennError(f"{contender} fails{on}: {why}; check the sizes given with --input") from None
 
 
-def _baseline_index(sessions: Sequence[_Session]) -> int:
-    """The eager model where it runs at this point, else the first ONNX variant."""
-    return next((i for i, s in enumerate(sessions) if s.variant.kind == "eager"), 0)
+def _labels(contenders: Sequence[_Contender]) -> list[str]:
+    """How each contender is named as a baseline: the model alone where one configuration (and eager on
+    the CPU) leaves no doubt, else with its provider and precision."""
+    configs = {(c.provider, c.precision) for c in contenders if c.variant.kind == "onnx"}
+    devices = {c.device for c in contenders if c.variant.kind == "eager"}
+    plain = len(configs) <= 1 and devices <= {"cpu"}
+    return [c.variant.name if plain else c.label for c in contenders]
 
 
-def plan_rounds(
-    per_call_seconds: Sequence[float], runs: int | None, seconds: float, rounds: int
-) -> list[tuple[int, ...]]:
-    """Calls per variant in each round: [(calls of variant 0, calls of variant 1, ...), ...].
+def _baselines(contenders: Sequence[_Contender]) -> list[int]:
+    """The contender each one's speedup is measured against (its own index for a baseline).
 
-    With `runs`, each variant makes exactly `runs` calls spread over min(rounds, runs) rounds. With
-    a time budget, each variant gets an equal share of `seconds` at its warm-up speed, in `rounds`
-    rounds (fewer when the slowest variant fits fewer calls, never fewer than MIN_ROUNDS).
+    The eager model where it runs at this point (on the CPU first). Without one, each model on
+    another provider or precision is compared with itself on the first configuration (the same
+    file on the same inputs); the first configuration's rows with the first model, as before.
     """
-    k = len(per_call_seconds)
-    if runs is not None:
-        count = min(rounds, runs)
-        return [(runs // count + (1 if r < runs % count else 0),) * k for r in range(count)]
-    share = seconds / k
-    fits = [max(1, int(share / t)) if t > 0 else 1 for t in per_call_seconds]
-    count = max(min(rounds, min(fits)), min(MIN_ROUNDS, rounds))
-    return [tuple(max(1, f // count) for f in fits)] * count
-
-
-@dataclass(frozen=True)
-class Rounds:
-    """What run_rounds measured, per variant."""
-
-    times: list[np.ndarray]  # ns per call, in the order made
-    bounds: list[list[int]]  # offsets into times where each round's block starts (and the last ends)
-    cpu_ns: list[int]  # process CPU time (all threads) over the variant's blocks, read between blocks
-
-    def round_medians(self, variant: int) -> list[float]:
-        t, b = self.times[variant], self.bounds[variant]
-        return [float(np.median(t[start:end])) for start, end in zip(b[:-1], b[1:], strict=True)]
-
-
-def run_rounds(calls: Sequence[Callable[[], Any]], blocks: Sequence[Sequence[int]]) -> Rounds:
-    """Time the calls in rounds, rotating who goes first in each round."""
-    k = len(calls)
-    times = [np.empty(sum(b[v] for b in blocks), dtype=np.int64) for v in range(k)]
-    bounds: list[list[int]] = [[0] for _ in range(k)]
-    cpu_ns = [0] * k
-    cpu_clock = time.process_time_ns
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        for r, sizes in enumerate(blocks):
-            for j in range(k):
-                v = (r + j) % k
-                cpu_start = cpu_clock()  # outside the timed calls: a CPU clock read is a system call
-                _time_block(calls[v], times[v], bounds[v][-1], sizes[v])
-                cpu_ns[v] += cpu_clock() - cpu_start
-                bounds[v].append(bounds[v][-1] + sizes[v])
-    finally:
-        if was_enabled:
-            gc.enable()
-    return Rounds(times, bounds, cpu_ns)
-
-
-def time_calls(call: Callable[[], Any], count: int) -> np.ndarray:
-    """`count` calls, each timed alone (ns)."""
-    times = np.empty(count, dtype=np.int64)
-    _time_block(call, times, 0, count)
-    return times
-
-
-def _time_block(call: Callable[[], Any], out: np.ndarray, start: int, count: int) -> None:
-    # The lean loop: nothing but the call between the two clock reads.
-    clock = CLOCK
-    for i in range(start, start + count):
-        t0 = clock()
-        call()
-        out[i] = clock() - t0
+    eager = [i for i, c in enumerate(contenders) if c.variant.kind == "eager"]
+    if eager:
+        first = min(eager, key=lambda i: contenders[i].device != "cpu")
+        return [first] * len(contenders)
+    first_config = (contenders[0].provider, contenders[0].precision)
+    own = {}
+    for i, c in enumerate(contenders):
+        if (c.provider, c.precision) == first_config:
+            own.setdefault(c.variant.name, i)
+    return [0 if (c.provider, c.precision) == first_config else own.get(c.variant.name, 0) for c in contenders]
 
 
 # --------------------------------------------------------------------------------- memory
@@ -777,7 +744,9 @@ def _proc_status_kib(key: str) -> int:
 CSV_COLUMNS = (
     "variant",
     "provider",
+    "precision",
     "providers_used",
+    "placement",
     "device",
     "threads",
     "batch",
@@ -810,7 +779,9 @@ def csv_rows(report: BenchReport) -> list[dict[str, Any]]:
             {
                 "variant": r.variant,
                 "provider": r.provider,
+                "precision": r.precision,
                 "providers_used": " ".join(r.providers_used),
+                "placement": r.placement,
                 "device": r.device,
                 "threads": r.threads,
                 "batch": r.batch,
@@ -862,10 +833,10 @@ def write_plot(report: BenchReport, path: str | Path) -> None:
     import matplotlib.pyplot as plt
 
     series: dict[str, list[tuple[int, float]]] = {}
-    many_providers = len({r.provider for r in report.results}) > 1
+    many_providers = len({(r.provider, r.precision) for r in report.results}) > 1
     many_threads = len({r.threads for r in report.results}) > 1
     for r in report.results:
-        label = r.variant + (f" [{r.provider}]" if many_providers else "") + (f" t={r.threads}" if many_threads else "")
+        label = (r.label if many_providers else r.variant) + (f" t={r.threads}" if many_threads else "")
         series.setdefault(label, []).append((r.batch, r.latency_ms.median))
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for label, points in series.items():

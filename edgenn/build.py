@@ -244,6 +244,8 @@ def _stage_key(stage: str, name: str, folder: Path, options: BuildOptions) -> st
                 "validate.py",
                 "sources.py",
                 "runners.py",
+                "runtime/session.py",
+                "runtime/providers.py",
                 "parity.py",
                 "specs.py",
                 "preprocess.py",
@@ -254,11 +256,23 @@ def _stage_key(stage: str, name: str, folder: Path, options: BuildOptions) -> st
     elif stage == "quantize":
         settings["model"] = _file_digest(folder / FP32)
         settings["budget"] = options.max_accuracy_drop
-        settings["code"] = _source_digest(["quantize.py", "calibration.py", "evaluate.py"])
+        settings["code"] = _source_digest(
+            ["quantize.py", "calibration.py", "evaluate.py", "timing.py", "runtime/session.py", "runtime/providers.py"]
+        )
     else:
         settings["models"] = [_file_digest(folder / FP32), _file_digest(folder / QUANTIZED)]
         settings["bench"] = [options.bench_seconds, options.bench_threads]
-        settings["code"] = _source_digest(["bench.py", "stats.py", "environment.py", "runners.py"])
+        settings["code"] = _source_digest(
+            [
+                "bench.py",
+                "timing.py",
+                "stats.py",
+                "environment.py",
+                "runners.py",
+                "runtime/session.py",
+                "runtime/providers.py",
+            ]
+        )
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
 
 

@@ -21,8 +21,6 @@ import numpy as np
 from edgenn.errors import InputError, ModelFileError, first_line
 from edgenn.specs import META_PREPROCESSING, Preprocessing, TensorSpec
 
-# onnx TensorProto element types -> numpy dtype names, for the ones a graph input is likely to have
-_ONNX_DTYPES = {1: "float32", 2: "uint8", 3: "int8", 6: "int32", 7: "int64", 9: "bool", 10: "float16", 11: "float64"}
 LABELS_KEY = "labels"
 CALIBRATION_BATCH = 32  # samples per calibration run when the batch dim is dynamic; ranges do not depend on it
 
@@ -49,22 +47,6 @@ class Samples:
     def chunks(self, size: int) -> Iterator[dict[str, np.ndarray]]:
         for start in range(0, len(self), size):
             yield {name: array[start : start + size] for name, array in self.feeds.items()}
-
-
-def graph_inputs(model: Any) -> tuple[TensorSpec, ...]:
-    """The real inputs of an onnx ModelProto (initializers excluded), as TensorSpecs."""
-    initializers = {i.name for i in model.graph.initializer}
-    specs = []
-    for value in model.graph.input:
-        if value.name in initializers:
-            continue
-        tensor = value.type.tensor_type
-        dims = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in tensor.shape.dim)
-        dtype = _ONNX_DTYPES.get(tensor.elem_type)
-        if dtype is None:
-            raise InputError(f"input {value.name!r} has an element type ({tensor.elem_type}) edgenn cannot feed")
-        specs.append(TensorSpec(value.name, dims, dtype))
-    return tuple(specs)
 
 
 def read_preprocessing(model: Any) -> Preprocessing | None:
@@ -188,12 +170,6 @@ def take(samples: Samples, count: int, flag: str, seed: int = 0) -> Samples:
     feeds = {name: np.ascontiguousarray(array[index]) for name, array in samples.feeds.items()}
     labels = None if samples.labels is None else samples.labels[index]
     return Samples(feeds, labels, f"{samples.source}, {count} samples (seed {seed})")
-
-
-def fixed_batch(specs: tuple[TensorSpec, ...]) -> int | None:
-    """The batch size a model insists on (its first dim is a number), or None when the batch is dynamic."""
-    sizes = {s.shape[0] for s in specs if s.shape and isinstance(s.shape[0], int)}
-    return min(sizes) if sizes else None
 
 
 def _fill(array: np.ndarray, batch: int) -> np.ndarray:

@@ -242,6 +242,40 @@ def _input_specs(_ctx: Any, _param: Any, values: tuple[str, ...]) -> tuple[Any, 
     return specs
 
 
+def _session_list(_ctx: Any, _param: Any, value: Any) -> tuple[str, ...]:
+    """Comma-separated (or repeated) PROVIDER[:DEVICE][:PRECISION] entries, checked by name now."""
+    from edgenn.runtime.session import SessionConfig
+
+    values = value if isinstance(value, (tuple, list)) else (value or "",)
+    items = tuple(v.strip() for text in values for v in str(text).split(",") if v.strip())
+    try:
+        for item in items:
+            if item.lower() != "all":
+                SessionConfig.parse(item)
+    except EdgennError as exc:
+        raise click.BadParameter(str(exc)) from None
+    return items
+
+
+def _bench_providers(ctx: Any, param: Any, value: Any) -> tuple[str, ...]:
+    try:
+        return _session_list(ctx, param, value)
+    except click.BadParameter as exc:
+        raise click.BadParameter(f"{exc.message}; bench also takes all") from None
+
+
+def _precision_list(_ctx: Any, _param: Any, value: str) -> tuple[str, ...]:
+    from edgenn.runtime.providers import check_precision
+
+    try:
+        items = tuple(check_precision(v) for v in value.split(",") if v.strip())
+    except EdgennError as exc:
+        raise click.BadParameter(str(exc)) from None
+    if not items:
+        raise click.BadParameter("give one or more of f32, bf16, f16")
+    return items
+
+
 @cli.command("export")
 @click.argument("source")
 @click.option(
@@ -269,6 +303,14 @@ def _input_specs(_ctx: Any, _param: Any, values: tuple[str, ...]) -> tuple[Any, 
 @click.option("--batches", default="1,7,64", show_default=True, callback=_int_list, help="Parity batch sizes.")
 @click.option("--atol", type=click.FloatRange(min=0), default=1e-4, show_default=True)
 @click.option("--rtol", type=click.FloatRange(min=0), default=1e-3, show_default=True)
+@click.option(
+    "--validate-on",
+    "validate_on",
+    multiple=True,
+    callback=_session_list,
+    metavar="PROVIDER[:PRECISION]",
+    help="Check parity on these providers too, e.g. openvino or openvino:bf16 (comma list or repeat).",
+)
 @click.option("--keep-invalid", is_flag=True, help="Keep the file even when validation fails.")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False), help="Also write the report as JSON here.")
 @json_option
@@ -285,6 +327,7 @@ def export_command(
     batches: tuple[int, ...],
     atol: float,
     rtol: float,
+    validate_on: tuple[str, ...],
     keep_invalid: bool,
     report_path: str | None,
     as_json: bool,
@@ -302,6 +345,7 @@ def export_command(
         tolerance=Tolerance(atol, rtol),
         keep_invalid=keep_invalid,
         verbose=is_verbose(),
+        validate_on=validate_on,
     )
     if report_path:
         from edgenn.fileio import check_file_target, refuse_same_file
@@ -325,22 +369,51 @@ def export_command(
     "--provider",
     default="auto",
     show_default=True,
-    help="auto (TensorRT, CUDA, then CPU), cpu, cuda, tensorrt, or an onnxruntime provider name.",
+    callback=lambda ctx, param, value: _session_list(ctx, param, value)[0],
+    help="auto (TensorRT, CUDA, OpenVINO, then CPU), cpu, openvino[:DEVICE], cuda, tensorrt.",
 )
+@click.option(
+    "--precision",
+    type=click.Choice(["f32", "bf16", "f16"]),
+    default="f32",
+    show_default=True,
+    help="What the provider computes in (bf16/f16 where the device has them).",
+)
+@click.option("--fallback", is_flag=True, help="Let the CPU provider run what the provider cannot (and say so).")
 @click.option("--threads", type=click.IntRange(min=1), help="onnxruntime intra-op threads (default: its own).")
 @json_option
 @verbose_option
 def predict_command(
-    model_path: str, input_path: str, top_k: int, provider: str, threads: int | None, as_json: bool
+    model_path: str,
+    input_path: str,
+    top_k: int,
+    provider: str,
+    precision: str,
+    fallback: bool,
+    threads: int | None,
+    as_json: bool,
 ) -> None:
     """Classify INPUT (a picture, or a .npy of model inputs) with MODEL (.onnx); prints the top classes."""
     from edgenn.runtime import Model, classify_file
 
-    model = Model(model_path, providers=provider, threads=threads, check_finite=True)
+    model = Model(
+        model_path, providers=provider, threads=threads, check_finite=True, precision=precision, fallback=fallback
+    )
     result = classify_file(model, input_path, top_k)
     if as_json:
-        click.echo(to_json({"model": model.path, "providers": list(model.providers), **result.to_dict()}))
+        click.echo(
+            to_json(
+                {
+                    "model": model.path,
+                    "providers": list(model.providers),
+                    "session": model.session_info.to_dict(),
+                    **result.to_dict(),
+                }
+            )
+        )
         return
+    if model.session_info.note:
+        click.echo(f"note: {model.session_info.note}", err=True)
     batch = len(result.predictions) > 1
     rows = [
         ((s,) if batch else ()) + (rank, c.label, c.index, percent(c.score))
@@ -348,7 +421,31 @@ def predict_command(
         for rank, c in enumerate(classes, 1)
     ]
     headers = (["sample"] if batch else []) + ["rank", "label", "index", "probability"]
-    click.echo(table(headers, rows, title=f"{input_path} (read as {result.read_as}) with {model.path}"))
+    title = f"{input_path} (read as {result.read_as}) with {model.path} on {model.session_info.summary}"
+    click.echo(table(headers, rows, title=title))
+
+
+# ----------------------------------------------------------------------------------- providers
+@cli.command("providers")
+@json_option
+@verbose_option
+def providers_command(as_json: bool) -> None:
+    """List the execution providers edgenn knows, and the devices and precisions each offers here."""
+    from edgenn.runtime.providers import survey
+
+    found = survey()
+    if as_json:
+        click.echo(to_json([p.to_dict() for p in found]))
+        return
+    rows = []
+    for status in found:
+        if status.reason:
+            rows.append((status.spec.name, status.spec.ort_name, "-", "-", f"not here: {status.reason}"))
+        for device in status.devices:
+            rows.append(
+                (status.spec.name, status.spec.ort_name, device.name, " ".join(device.precisions), device.description)
+            )
+    click.echo(table(["provider", "onnxruntime name", "device", "precisions", "hardware"], rows))
 
 
 # ------------------------------------------------------------------------------------ quantize
@@ -426,6 +523,16 @@ def _recipe_list(_ctx: Any, _param: Any, value: str | None) -> tuple[str, ...] |
     help="Auto: the recipes to try, comma-separated [static-qdq,static-qdq-per-tensor,static-qoperator,dynamic,fp16].",
 )
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True, help="Threads for the timings.")
+@click.option(
+    "--providers",
+    "providers",
+    default="cpu",
+    show_default=True,
+    callback=_session_list,
+    metavar="LIST",
+    help="Measure both models on these providers, side by side, e.g. cpu,openvino,openvino:bf16 "
+    "(the first is where auto mode chooses).",
+)
 @json_option
 @verbose_option
 def quantize_command(
@@ -444,6 +551,7 @@ def quantize_command(
     min_conv_channels: int,
     recipes: tuple[str, ...] | None,
     threads: int,
+    providers: tuple[str, ...],
     as_json: bool,
 ) -> None:
     """Quantize MODEL (.onnx) and measure what it cost against the fp32 model on held-out data."""
@@ -465,6 +573,7 @@ def quantize_command(
         keep_output_layer_float=not quantize_output_layer,
         min_conv_channels=min_conv_channels,
         latency=LatencyOptions(threads=threads),
+        providers=providers,
         verbose=is_verbose(),
         **({"auto_recipes": recipes} if recipes else {}),
     )
@@ -494,7 +603,17 @@ def quantize_command(
     "providers",
     default="cpu",
     show_default=True,
-    help="cpu, cuda, tensorrt, all, or a comma list; missing providers are reported as skipped.",
+    callback=_bench_providers,
+    help="cpu, openvino[:DEVICE], cuda, tensorrt, auto, all, or a comma list; those not here are skipped, "
+    "with the reason.",
+)
+@click.option(
+    "--precision",
+    "precisions",
+    default="f32",
+    show_default=True,
+    callback=_precision_list,
+    help="f32, bf16, f16 or a comma list: every provider at every precision its device offers.",
 )
 @click.option("--threads", default="1", show_default=True, callback=_int_list, help="Thread counts, e.g. 1,2.")
 @click.option(
@@ -523,7 +642,8 @@ def bench_command(
     models: tuple[str, ...],
     eager: str | None,
     weights: str | None,
-    providers: str,
+    providers: tuple[str, ...],
+    precisions: tuple[str, ...],
     threads: tuple[int, ...],
     batches: tuple[int, ...],
     warmup: int,
@@ -550,7 +670,8 @@ def bench_command(
     if plot_path:
         require_matplotlib()
     options = BenchOptions(
-        providers=tuple(p.strip() for p in providers.split(",") if p.strip()),
+        providers=providers,
+        precisions=precisions,
         threads=threads,
         batches=batches,
         warmup=warmup,

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from edgenn.runtime.cpuinfo import cpu_model, field, read_cpuinfo
 from edgenn.versions import library_versions
 
 # Flags that change what onnxruntime and PyTorch kernels can use: wide vectors, int8 dot products
@@ -84,7 +85,7 @@ class Environment:
 
 
 def collect_environment() -> Environment:
-    cpuinfo = _read("/proc/cpuinfo")
+    cpuinfo = read_cpuinfo()
     return Environment(
         cpu_model=cpu_model(cpuinfo),
         cpu_flags=cpu_flags(cpuinfo),
@@ -109,17 +110,8 @@ def load_average() -> tuple[float, float, float] | None:
     return round(one, 2), round(five, 2), round(fifteen, 2)
 
 
-def cpu_model(cpuinfo: str) -> str:
-    """The "model name" line of /proc/cpuinfo (x86) or its Arm equivalents; platform's guess otherwise."""
-    for key in ("model name", "Model", "Hardware", "cpu model"):
-        value = _field(cpuinfo, key)
-        if value:
-            return value
-    return platform.processor() or platform.machine() or "unknown"
-
-
 def cpu_flags(cpuinfo: str) -> tuple[str, ...]:
-    present = set((_field(cpuinfo, "flags") or _field(cpuinfo, "Features") or "").split())
+    present = set((field(cpuinfo, "flags") or field(cpuinfo, "Features") or "").split())
     return tuple(f for f in FLAGS_THAT_MATTER if f in present)
 
 
@@ -136,14 +128,6 @@ def physical_cores(cpuinfo: str) -> int | None:
     return len(cores) or None
 
 
-def _field(cpuinfo: str, key: str) -> str:
-    for line in cpuinfo.splitlines():
-        name, sep, value = line.partition(":")
-        if sep and name.strip() == key:
-            return value.strip()
-    return ""
-
-
 def _usable_cores() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -152,12 +136,17 @@ def _usable_cores() -> int:
 
 
 def _providers() -> list[str]:
+    """onnxruntime's built-in providers, then the plugin providers that offer a device here."""
     try:
-        from edgenn.runtime.providers import available_providers
+        from edgenn.runtime.providers import PROVIDERS, available_providers, present
 
-        return available_providers()
+        plugins = [PROVIDERS[name].ort_name for name in present() if PROVIDERS[name].plugin_module]
+        return list(dict.fromkeys([n for n in available_providers() if n not in _PLUGIN_NAMES] + plugins))
     except ImportError:
         return []
+
+
+_PLUGIN_NAMES = ("OpenVINOExecutionProvider",)  # listed only where the plugin offers a device here
 
 
 def _gpus() -> tuple[str, ...]:

@@ -10,40 +10,84 @@ from __future__ import annotations
 
 import os
 import tempfile
-import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from edgenn import timing
 from edgenn.calibration import Samples
-from edgenn.errors import InputError, ModelFileError
+from edgenn.errors import InputError
 from edgenn.parity import Tolerance, compare
+from edgenn.runtime.session import OrtRunner, SessionConfig
+from edgenn.runtime.session import open_session as open_runner
 
 # Kernels that compute in int8 (weights and activations), and the float ones they replace.
-INT8_COMPUTE_OPS = frozenset({
-    "QLinearConv", "QLinearMatMul", "QGemm", "ConvInteger", "MatMulInteger", "MatMulIntegerToFloat",
-    "DynamicQuantizeMatMul", "DynamicQuantizeLSTM", "QAttention", "QLinearConvTranspose",
-})
-FLOAT_COMPUTE_OPS = frozenset({
-    "Conv", "FusedConv", "ConvTranspose", "Gemm", "FusedGemm", "MatMul", "FusedMatMul", "LSTM", "GRU", "RNN",
-    "Attention", "MultiHeadAttention",
-})
+INT8_COMPUTE_OPS = frozenset(
+    {
+        "QLinearConv",
+        "QLinearMatMul",
+        "QGemm",
+        "ConvInteger",
+        "MatMulInteger",
+        "MatMulIntegerToFloat",
+        "DynamicQuantizeMatMul",
+        "DynamicQuantizeLSTM",
+        "QAttention",
+        "QLinearConvTranspose",
+    }
+)
+FLOAT_COMPUTE_OPS = frozenset(
+    {
+        "Conv",
+        "FusedConv",
+        "ConvTranspose",
+        "Gemm",
+        "FusedGemm",
+        "MatMul",
+        "FusedMatMul",
+        "LSTM",
+        "GRU",
+        "RNN",
+        "Attention",
+        "MultiHeadAttention",
+    }
+)
 # Ops that only move or reshape data: they take whatever precision their neighbours have (so their
 # running in fp32 says nothing about fp16 kernels), and keeping one in float recovers no accuracy.
-DATA_MOVEMENT_OPS = frozenset({
-    "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Gather", "GatherElements", "Split", "Slice",
-    "Pad", "Resize", "Concat", "Where", "TopK", "ArgMax", "CumSum", "Shape", "Expand", "Identity",
-})
+DATA_MOVEMENT_OPS = frozenset(
+    {
+        "Reshape",
+        "Transpose",
+        "Squeeze",
+        "Unsqueeze",
+        "Flatten",
+        "Gather",
+        "GatherElements",
+        "Split",
+        "Slice",
+        "Pad",
+        "Resize",
+        "Concat",
+        "Where",
+        "TopK",
+        "ArgMax",
+        "CumSum",
+        "Shape",
+        "Expand",
+        "Identity",
+    }
+)
 EVAL_BATCH = 64
 
 
 @dataclass(frozen=True)
 class LatencyOptions:
-    """How latency is measured: per batch size, `rounds` rounds of `repeats` calls to each model, interleaved."""
+    """How latency is measured (edgenn.timing's harness): per batch size, `rounds` rounds of `repeats`
+    calls to each model on each provider, all interleaved in one run."""
 
     batch_sizes: tuple[int, ...] = (1, 64)
     rounds: int = 10
@@ -96,8 +140,44 @@ class Kernels:
 
 
 @dataclass(frozen=True)
+class ProviderEvaluation:
+    """Both models on one provider and precision: accuracy, latency and where they really ran."""
+
+    provider: str  # the session configuration's label: cpu, openvino, openvino bf16, ...
+    fp32_accuracy: float
+    quantized_accuracy: float
+    latency: tuple[Latency, ...]
+    fp32_placement: str  # SessionInfo.summary: device, precision, nodes the provider took
+    quantized_placement: str
+    note: str = ""  # the provider left nodes to the CPU, or fell back
+
+    @property
+    def drop_points(self) -> float:
+        return 100.0 * (self.fp32_accuracy - self.quantized_accuracy)
+
+    def speedup_at(self, batch_size: int) -> float | None:
+        return next((lat.speedup for lat in self.latency if lat.batch_size == batch_size), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "provider": self.provider,
+            "fp32_accuracy": self.fp32_accuracy,
+            "quantized_accuracy": self.quantized_accuracy,
+            "drop_points": self.drop_points,
+            "latency": [lat.to_dict() for lat in self.latency],
+            "fp32_placement": self.fp32_placement,
+            "quantized_placement": self.quantized_placement,
+            "note": self.note,
+        }
+
+
+@dataclass(frozen=True)
 class Evaluation:
-    """fp32 against quantized on the same labelled samples, in one run."""
+    """fp32 against quantized on the same labelled samples, in one run.
+
+    The headline figures are on the first provider asked for (the CPU provider by default);
+    `providers` holds every provider asked for, the first included, measured side by side.
+    """
 
     data: str
     samples: int
@@ -111,6 +191,7 @@ class Evaluation:
     kernels: Kernels
     latency_options: LatencyOptions = field(default_factory=LatencyOptions)
     latency_note: str = ""
+    providers: tuple[ProviderEvaluation, ...] = ()
 
     @property
     def drop_points(self) -> float:
@@ -140,30 +221,26 @@ class Evaluation:
             "latency_options": self.latency_options.to_dict(),
             "latency_note": self.latency_note,
             "kernels": self.kernels.to_dict(),
+            "providers": [p.to_dict() for p in self.providers],
         }
 
 
-def open_session(path: str | os.PathLike[str], threads: int = 1, optimized_path: str | None = None,
-                 optimize: bool = True) -> Any:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    if threads:
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-    if optimized_path:
-        options.optimized_model_filepath = optimized_path
+def open_session(
+    path: str | os.PathLike[str] | bytes,
+    threads: int = 1,
+    optimized_path: str | None = None,
+    optimize: bool = True,
+    config: SessionConfig | None = None,
+) -> OrtRunner:
+    """A runner for evaluation: the CPU provider with `threads` unless `config` says otherwise."""
+    config = config or SessionConfig(threads=threads or None)
     if not optimize:
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    try:
-        return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # onnxruntime raises several unrelated types for a model it cannot run
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise ModelFileError(f"onnxruntime cannot run {str(path)!r}: {first}") from None
+        config = replace(config, graph_optimization="disable")
+    name = "<bytes>" if isinstance(path, (bytes, bytearray)) else Path(path).name
+    return open_runner(path, config, name=name, optimized_path=optimized_path)
 
 
-def predict(session: Any, samples: Samples, fixed_batch: int | None = None) -> list[np.ndarray]:
+def predict(runner: OrtRunner, samples: Samples, fixed_batch: int | None = None) -> list[np.ndarray]:
     """All outputs over all samples, run EVAL_BATCH (or the model's fixed batch) at a time."""
     size = fixed_batch or EVAL_BATCH
     parts: list[list[np.ndarray]] = []
@@ -171,7 +248,7 @@ def predict(session: Any, samples: Samples, fixed_batch: int | None = None) -> l
         n = len(next(iter(chunk.values())))
         if fixed_batch and n < fixed_batch:  # pad the last chunk of a fixed-batch model, then drop the padding
             chunk = {k: np.concatenate([v, np.repeat(v[-1:], fixed_batch - n, axis=0)]) for k, v in chunk.items()}
-        outputs = session.run(None, chunk)
+        outputs = list(runner.infer(chunk).values())
         parts.append([o[:n] for o in outputs])
     return [np.concatenate(column) for column in zip(*parts)]
 
@@ -193,20 +270,16 @@ def compare_outputs(reference: Sequence[np.ndarray], candidate: Sequence[np.ndar
     return (1.0 if agreement is None else agreement), report.max_abs_error
 
 
-def median_latencies(sessions: Sequence[Any], samples: Samples, batch: int, options: LatencyOptions) -> list[float]:
-    """Median ms per call of each session at `batch`, measured round-robin so drift hits all alike."""
+def median_latencies(
+    runners: Sequence[OrtRunner], samples: Samples, batch: int, options: LatencyOptions
+) -> list[float]:
+    """Median ms per call of each runner at `batch`, all timed side by side in edgenn.timing's harness."""
     feeds = samples.batch(batch)
-    for session in sessions:
-        for _ in range(options.warmup):
-            session.run(None, feeds)
-    times: list[list[float]] = [[] for _ in sessions]
-    for _ in range(options.rounds):
-        for session, bucket in zip(sessions, times):
-            for _ in range(options.repeats):
-                started = time.perf_counter()
-                session.run(None, feeds)
-                bucket.append(time.perf_counter() - started)
-    return [1000.0 * float(np.median(bucket)) for bucket in times]
+    calls = [runner.prepared_call(feeds) for runner in runners]
+    measured = timing.side_by_side(
+        calls, options.warmup, options.rounds * options.repeats, seconds=0.0, rounds=options.rounds
+    )
+    return [1000.0 * measured.median_seconds(i) for i in range(len(calls))]
 
 
 def measured_batches(options: LatencyOptions, fixed_batch: int | None) -> tuple[tuple[int, ...], str]:
@@ -290,8 +363,11 @@ def file_bytes(path: str | os.PathLike[str]) -> int:
 
         model = onnx.load(str(path), load_external_data=False)
         locations = {
-            entry.value for tensor in model.graph.initializer if tensor.data_location == onnx.TensorProto.EXTERNAL
-            for entry in tensor.external_data if entry.key == "location"
+            entry.value
+            for tensor in model.graph.initializer
+            if tensor.data_location == onnx.TensorProto.EXTERNAL
+            for entry in tensor.external_data
+            if entry.key == "location"
         }
         total += sum((path.parent / loc).stat().st_size for loc in locations if (path.parent / loc).is_file())
     except Exception:  # size of an unreadable model: the file itself; loading it reports the real problem
@@ -306,20 +382,31 @@ def evaluate(
     options: LatencyOptions = LatencyOptions(),
     fixed_batch: int | None = None,
     fp16: bool = False,
+    sessions: Sequence[SessionConfig] = (),
 ) -> Evaluation:
-    """Accuracy, output error, size, latency (interleaved) and kernels of quantized against fp32."""
+    """Accuracy, output error, size, latency and kernels of quantized against fp32, on each provider in
+    `sessions` (default: the CPU provider), every latency figure of one batch size measured side by side."""
     if samples.labels is None:
         raise InputError(f"evaluation data from {samples.source} has no labels")
-    reference = open_session(fp32_path, options.threads)
-    candidate = open_session(quantized_path, options.threads)
-    ref_out = predict(reference, samples, fixed_batch)
-    cand_out = predict(candidate, samples, fixed_batch)
+    configs = evaluation_configs(sessions, options.threads)
+    pairs = [(open_session(fp32_path, config=c), open_session(quantized_path, config=c)) for c in configs]
+    outputs = [(predict(ref, samples, fixed_batch), predict(cand, samples, fixed_batch)) for ref, cand in pairs]
+    ref_out, cand_out = outputs[0]
     agreement, max_abs = compare_outputs(ref_out, cand_out)
     batches, note = measured_batches(options, fixed_batch)
-    latency = []
-    for batch in batches:
-        fp32_ms, quantized_ms = median_latencies([reference, candidate], samples, batch, options)
-        latency.append(Latency(batch, fp32_ms, quantized_ms))
+    per_batch = [median_latencies([r for pair in pairs for r in pair], samples, batch, options) for batch in batches]
+    figures = tuple(
+        ProviderEvaluation(
+            provider=config.label,
+            fp32_accuracy=accuracy(outputs[i][0], samples.labels),
+            quantized_accuracy=accuracy(outputs[i][1], samples.labels),
+            latency=tuple(Latency(b, times[2 * i], times[2 * i + 1]) for b, times in zip(batches, per_batch)),
+            fp32_placement=pairs[i][0].info.summary,
+            quantized_placement=pairs[i][1].info.summary,
+            note="; ".join(dict.fromkeys(n for n in (pairs[i][0].info.note, pairs[i][1].info.note) if n)),
+        )
+        for i, config in enumerate(configs)
+    )
     kernels = optimised_kernels(quantized_path, options.threads)
     if fp16:
         in_fp16, converted, missing = fp16_coverage(quantized_path)
@@ -327,14 +414,24 @@ def evaluate(
     return Evaluation(
         data=samples.source,
         samples=len(samples),
-        fp32_accuracy=accuracy(ref_out, samples.labels),
-        quantized_accuracy=accuracy(cand_out, samples.labels),
+        fp32_accuracy=figures[0].fp32_accuracy,
+        quantized_accuracy=figures[0].quantized_accuracy,
         argmax_agreement=agreement,
         max_abs_error=max_abs,
         fp32_bytes=file_bytes(fp32_path),
         quantized_bytes=file_bytes(quantized_path),
-        latency=tuple(latency),
+        latency=figures[0].latency,
         kernels=kernels,
         latency_options=options,
         latency_note=note,
+        providers=figures,
+    )
+
+
+def evaluation_configs(sessions: Sequence[SessionConfig], threads: int) -> tuple[SessionConfig, ...]:
+    """The sessions to evaluate on, with the timing threads where they name none. The CPU provider may
+    take the nodes another provider refuses (a quantized LSTM under OpenVINO): the figures say so."""
+    configs = tuple(sessions) or (SessionConfig(),)
+    return tuple(
+        replace(c, threads=c.threads or threads or None, fallback=c.fallback or c.provider != "cpu") for c in configs
     )

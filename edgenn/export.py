@@ -22,11 +22,13 @@ from torch import nn
 
 from edgenn import _callable_stage
 from edgenn import specs as meta
-from edgenn.errors import EdgennError, ExportError, ValidationError, first_line
+from edgenn.errors import EdgennError, ExportError, ProviderError, ValidationError, first_line
 from edgenn.fileio import atomic_path, check_file_target, refuse_same_file
 from edgenn.parity import Tolerance
 from edgenn.quiet import silenced
 from edgenn.runners import TorchRunner, flatten_outputs
+from edgenn.runtime.session import SessionConfig
+from edgenn.runtime.session import unavailable as session_unavailable
 from edgenn.sources import LoadedSource, load_source
 from edgenn.specs import BATCH, Preprocessing, TensorSpec
 from edgenn.validate import ParityCase, ValidationReport, feeds_from_tensors, format_dims, onnx_dims, validate
@@ -48,13 +50,26 @@ class ExportOptions:
     keep_invalid: bool = False
     verbose: bool = False  # let the exporters print their own progress and warnings
     output_names: tuple[str, ...] = ()
+    # parity on these providers too (PROVIDER[:DEVICE][:PRECISION], e.g. openvino:bf16), each with
+    # the tolerance its precision allows (edgenn.validate.tolerance_for)
+    validate_on: tuple[str, ...] = ()
 
     def checked(self) -> ExportOptions:
         if self.exporter not in EXPORTERS:
             raise EdgennError(f"unknown exporter {self.exporter!r}; valid: {', '.join(EXPORTERS)}")
         if not self.parity_batches or min(self.parity_batches) < 1:
             raise EdgennError("parity batch sizes must be positive")
+        self.validation_sessions()
         return self
+
+    def validation_sessions(self) -> tuple[SessionConfig, ...]:
+        """The extra providers to check parity on; unknown names and ones not here are one-line errors."""
+        configs = tuple(dict.fromkeys(SessionConfig.parse(text) for text in self.validate_on))
+        for config in configs:
+            reason = session_unavailable(config)
+            if reason:
+                raise ProviderError(f"--validate-on {config.label}: {reason}")
+        return configs
 
 
 @dataclass(frozen=True)
@@ -116,6 +131,7 @@ def export_source(
     on_step: Callable[[str], None] | None = None,
 ) -> ExportResult:
     """Export a zoo model (with weights) or a user's `file.py:factory` / `module:attr`."""
+    options = options.checked()  # providers asked for are checked before the (slow) load
     source_file = spec.rsplit(":", 1)[0] if spec.rsplit(":", 1)[0].endswith(".py") else None
     refuse_same_file(path, ("weights file", weights), ("source file", source_file))
     if on_step:
@@ -221,6 +237,7 @@ def export(
                 options.tolerance,
                 classifier=bool(loaded.labels) or _looks_like_classifier(outputs),
                 skipped=skipped,
+                on=options.validation_sessions(),
             )
             validate_seconds = time.perf_counter() - started
             summary = json.dumps(_validation_summary(report), separators=(",", ":"))

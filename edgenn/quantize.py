@@ -37,13 +37,14 @@ import numpy as np
 
 from edgenn import _callable_stage, calibration
 from edgenn.calibration import Samples
-from edgenn.errors import EdgennError, InputError, ModelFileError, first_line
+from edgenn.errors import EdgennError, InputError, ModelFileError, ProviderError, first_line
 from edgenn.evaluate import (
     DATA_MOVEMENT_OPS,
     Evaluation,
     LatencyOptions,
     accuracy,
     evaluate,
+    evaluation_configs,
     measured_batches,
     median_latencies,
     open_session,
@@ -52,7 +53,9 @@ from edgenn.evaluate import (
 )
 from edgenn.fileio import atomic_path
 from edgenn.quiet import silenced
-from edgenn.specs import META_ACCURACY, META_PREFIX, META_VALIDATION, TensorSpec
+from edgenn.runtime.session import SessionConfig
+from edgenn.runtime.session import unavailable as session_unavailable
+from edgenn.specs import META_ACCURACY, META_PREFIX, META_VALIDATION, TensorSpec, fixed_batch
 from edgenn.versions import edgenn_version, library_version
 
 MODES = ("dynamic", "static", "fp16", "auto")
@@ -96,6 +99,9 @@ class QuantizeOptions:
     min_conv_channels: int = MIN_INT8_CONV_CHANNELS  # convs with fewer input channels stay float (0: none)
     auto_recipes: tuple[str, ...] = AUTO_RECIPES
     latency: LatencyOptions = LatencyOptions()
+    # providers (PROVIDER[:DEVICE][:PRECISION]) the evaluation measures both models on, side by side;
+    # the first is where auto mode's speed and accuracy choices are made
+    providers: tuple[str, ...] = ("cpu",)
     seed: int = 0  # which calibration samples are drawn
     verbose: bool = False  # let onnxruntime's tools print their own messages
 
@@ -117,13 +123,21 @@ class QuantizeOptions:
             raise InputError("--max-accuracy-drop must be a finite number of percentage points")
         if min(self.latency.batch_sizes, default=0) < 1 or self.latency.rounds < 1 or self.latency.repeats < 1:
             raise InputError("latency batch sizes, rounds and repeats must be positive")
+        if not self.providers:
+            raise InputError("no provider to evaluate on: give --providers cpu (or openvino, cuda, ...)")
+        self.sessions()  # unknown providers and precisions are usage errors, found before any work
         return self
+
+    def sessions(self) -> tuple[SessionConfig, ...]:
+        """The session configurations the evaluation runs on, the first being auto mode's."""
+        return tuple(dict.fromkeys(SessionConfig.parse(p, threads=self.latency.threads) for p in self.providers))
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["exclude"] = list(self.exclude)
         data["auto_recipes"] = list(self.auto_recipes)
         data["latency"] = self.latency.to_dict()
+        data["providers"] = list(self.providers)
         return data
 
 
@@ -262,8 +276,8 @@ def read_model(path: str | os.PathLike[str]) -> _Source:
     except Exception as exc:
         raise ModelFileError(f"{str(path)!r} is not a valid ONNX model ({first_line(exc)})") from None
     _refuse_quantized(model, path)
-    inputs = calibration.graph_inputs(model)
-    return _Source(path, model, inputs, calibration.fixed_batch(inputs))
+    inputs = open_session(path).inputs
+    return _Source(path, model, inputs, fixed_batch(inputs))
 
 
 def _refuse_quantized(model: Any, path: Path) -> None:
@@ -525,6 +539,7 @@ def quantize(
     started = time.perf_counter()
     step = on_step or (lambda _text: None)
     options = options.checked()
+    _check_providers(options.sessions())
     source = read_model(model)
     output = Path(output)
     _check_output(output, source.path)
@@ -547,7 +562,13 @@ def quantize(
             candidates, selection, notes, met_on_selection = (), None, [], None
         step(f"evaluating fp32 against {built.recipe.name} on {eval_samples.source}")
         evaluation = evaluate(
-            source.path, built.path, eval_samples, options.latency, source.fixed_batch, fp16=built.recipe.mode == "fp16"
+            source.path,
+            built.path,
+            eval_samples,
+            options.latency,
+            source.fixed_batch,
+            fp16=built.recipe.mode == "fp16",
+            sessions=options.sessions(),
         )
         calib = shop.calibration_source if built.recipe.mode == "static" else None
         final = _finalise(built, source, evaluation, calib)
@@ -594,6 +615,14 @@ def _named_recipe(name: str, method: str) -> Recipe:
         "dynamic": Recipe("dynamic", per_channel=False),
         "fp16": Recipe("fp16"),
     }[name]
+
+
+def _check_providers(configs: Sequence[SessionConfig]) -> None:
+    """Every provider asked for runs here, at the precision asked: found before any long work."""
+    for config in configs:
+        reason = session_unavailable(config)
+        if reason:
+            raise ProviderError(f"--providers {config.label}: {reason}")
 
 
 def _check_output(output: Path, source: Path) -> None:
@@ -655,12 +684,13 @@ class _Judge:
     def __init__(self, shop: _Workshop, samples: Samples) -> None:
         self.shop, self.samples = shop, samples
         self.threads = shop.options.latency.threads
-        self.fp32 = open_session(shop.source.path, self.threads)
+        self.config = evaluation_configs(shop.options.sessions()[:1], self.threads)[0]
+        self.fp32 = open_session(shop.source.path, config=self.config)
         self.reference = predict(self.fp32, samples, shop.source.fixed_batch)
         self.fp32_accuracy = accuracy(self.reference, samples.labels)
 
     def score(self, built: _Built) -> _Score:
-        outputs = predict(open_session(built.path, self.threads), self.samples, self.shop.source.fixed_batch)
+        outputs = predict(open_session(built.path, config=self.config), self.samples, self.shop.source.fixed_batch)
         acc = accuracy(outputs, self.samples.labels)
         error = float(np.mean(np.abs(outputs[0].astype(np.float64) - self.reference[0])))
         return _Score(acc, 100.0 * (self.fp32_accuracy - acc), error)
@@ -669,7 +699,7 @@ class _Judge:
         """Throughput of each build against fp32 at the largest measured batch, all interleaved in one loop."""
         options = self.shop.options.latency
         batches, _ = measured_batches(options, self.shop.source.fixed_batch)
-        sessions = [self.fp32] + [open_session(b.path, self.threads) for b in builds]
+        sessions = [self.fp32] + [open_session(b.path, config=self.config) for b in builds]
         times = median_latencies(sessions, self.samples, max(batches), options)
         return [times[0] / t for t in times[1:]]
 
@@ -790,12 +820,10 @@ def _keep_costliest_in_float(
 # ---------------------------------------------------------------------------------- the output
 def _check_loads(model_bytes: bytes, recipe: str) -> None:
     """What is written must be what was evaluated: a file onnxruntime loads."""
-    import onnxruntime as ort
-
     try:
-        ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
-    except Exception as exc:
-        raise EdgennError(f"the {recipe} model came out unloadable ({first_line(exc)}); nothing was written") from None
+        open_session(model_bytes)
+    except EdgennError as exc:
+        raise EdgennError(f"the {recipe} model came out unloadable ({exc}); nothing was written") from None
 
 
 def _drop_zero_weight_zero_points(model: Any) -> None:

@@ -192,11 +192,12 @@ def render_export(result: Any) -> str:
                 percent(o.argmax_agreement),
                 "yes" if o.passed else "NO",
             )
-            for label, p in v.parity
+            for label, p in (*v.parity, *v.provider_parity)
             for o in p.outputs
         ],
     )
     parts = [head, "", stages, "", parity]
+    parts += [f"tolerance on {n}" for n in v.notes]
     parts += [f"skipped: {s}" for s in v.skipped]
     parts.append("\nvalid" if result.passed else f"\nINVALID: {v.first_failure}")
     return "\n".join(parts)
@@ -240,6 +241,30 @@ def render_quantize(result: Any) -> str:
         rows.append(("int8 compute kernels run", "", str(k.int8_compute), ops))
     rows.append(("float compute kernels run", "", str(k.float_compute), ""))
     parts = [table(["", "fp32", result.recipe.name, "change"], rows, title=title)]
+    if len(e.providers) > 1:
+        batches = [lat.batch_size for lat in e.providers[0].latency]
+        parts += [
+            "",
+            table(
+                ["provider", "fp32 acc", "quantized acc", "drop"]
+                + [f"b{b} fp32 / quantized ms" for b in batches]
+                + [f"b{b} speedup" for b in batches]
+                + ["quantized model ran on"],
+                [
+                    (
+                        p.provider,
+                        percent(p.fp32_accuracy),
+                        percent(p.quantized_accuracy),
+                        _points(p.drop_points),
+                        *(f"{lat.fp32_ms:.3f} / {lat.quantized_ms:.3f}" for lat in p.latency),
+                        *(f"{lat.speedup:.2f}x" for lat in p.latency),
+                        p.quantized_placement + (f" ({p.note})" if p.note else ""),
+                    )
+                    for p in e.providers
+                ],
+                title="on every provider asked, side by side (kernel counts above are the CPU provider's)",
+            ),
+        ]
     if result.kept_float:
         parts += [
             "",
@@ -294,6 +319,7 @@ def _short(data: str | None) -> str:
 
 def render_bench(report: Any) -> str:
     many_threads = len(report.options.threads) > 1 or report.options.threads != (1,)
+    baselines = list(dict.fromkeys(r.baseline for r in report.results if r.baseline))
     rows = []
     for r in report.results:
         lat = r.latency_ms
@@ -303,11 +329,15 @@ def render_bench(report: Any) -> str:
             speed = f"{r.speedup.median:.2f}x [{r.speedup.ci_low:.2f}-{r.speedup.ci_high:.2f}]"
             if r.speedup.ci_level < 0.95:  # too few rounds for a 95% interval: say what it is
                 speed += f" {100 * r.speedup.ci_level:.0f}%"
+            if len(baselines) > 1:
+                speed += f" vs {r.baseline}"
         memory = "-" if r.session_memory_mb is None else f"{r.session_memory_mb:.1f} / {r.run_memory_mb:.1f}"
         rows.append(
             (
                 r.variant,
-                r.provider + (f" t{r.threads}" if many_threads else ""),
+                r.provider
+                + ("" if r.precision == "f32" else f" {r.precision}")
+                + (f" t{r.threads}" if many_threads else ""),
                 r.batch,
                 _ms(lat.median),
                 _ms(lat.p90),
@@ -340,8 +370,13 @@ def render_bench(report: Any) -> str:
             rows,
         )
     ]
+    placements = dict.fromkeys(
+        f"{r.label}: {r.placement}"
+        for r in report.results
+        if r.provider not in ("cpu", "torch") or r.precision != "f32"
+    )
+    parts += [f"ran on {p}" for p in placements]
     parts += [f"skipped {_where(s)}: {s.reason}" for s in report.skipped]
-    baselines = sorted({r.baseline for r in report.results if r.baseline})
     parts += [
         "",
         key_values(

@@ -1,8 +1,9 @@
 """Backends behind one small interface: named numpy arrays in, named numpy arrays out.
 
-Parity checks and benchmarks are written once against `Runner` (edgenn.specs): an onnxruntime
-session on some execution provider and the eager PyTorch module are interchangeable there.
-torch is imported only by TorchRunner's methods.
+Parity checks, evaluation and the timing harness are written once against `Runner` (edgenn.specs):
+an onnxruntime session on any execution provider (`OrtRunner`, opened by
+`edgenn.runtime.session.open_session`) and the eager PyTorch module (`TorchRunner`) are
+interchangeable there. torch is imported only by TorchRunner's methods.
 """
 
 from __future__ import annotations
@@ -12,98 +13,69 @@ from typing import Any
 
 import numpy as np
 
-from edgenn.errors import ModelFileError, first_line
+from edgenn.runtime.session import OrtRunner, open_session
+from edgenn.specs import TensorSpec
 
-_GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
-
-
-class OrtRunner:
-    """An onnxruntime InferenceSession as a Runner (no input checks: that is edgenn.runtime's job)."""
-
-    def __init__(self, path: str, providers: Sequence[str] = ("CPUExecutionProvider",), threads: int = 0,
-                 name: str = "") -> None:
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        try:
-            self.session = ort.InferenceSession(str(path), sess_options=options, providers=list(providers))
-        except Exception as exc:  # onnxruntime raises several unrelated types for a bad file
-            first = first_line(exc)
-            raise ModelFileError(f"onnxruntime cannot load {str(path)!r}: {first}") from None
-        self.name = name or str(path)
-        self.output_names = [o.name for o in self.session.get_outputs()]
-
-    def infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return dict(zip(self.output_names, self.session.run(self.output_names, dict(feeds))))
-
-    @property
-    def device(self) -> str:
-        """The device the session computes on: "cuda" for a GPU provider, else "cpu"."""
-        return "cuda" if self.session.get_providers()[0] in _GPU_PROVIDERS else "cpu"
-
-    def prepared_call(self, feeds: Mapping[str, np.ndarray]) -> Callable[[], Any]:
-        """A call with no arguments that runs the model on these fixed feeds: for timing loops.
-
-        On the CPU it is `session.run` on a pre-built feed dict. On a GPU provider the inputs are
-        copied to the device once and inputs and outputs are bound there (IO binding), so each call
-        times the model and not the host-device copies; the outputs stay on the device.
-        """
-        if self.device != "cpu":
-            return self._bound_call(feeds)
-        run, names, fixed = self.session.run, self.output_names, dict(feeds)
-
-        def call() -> Any:  # a closure: about 40 ns cheaper per call than functools.partial here
-            return run(names, fixed)
-
-        return call
-
-    def _bound_call(self, feeds: Mapping[str, np.ndarray]) -> Callable[[], Any]:
-        import onnxruntime as ort
-
-        binding = self.session.io_binding()
-        on_device = {n: ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(a), "cuda", 0) for n, a in feeds.items()}
-        for name, value in on_device.items():
-            binding.bind_ortvalue_input(name, value)
-        for name in self.output_names:
-            binding.bind_output(name, "cuda", 0)
-        # One run lets ORT allocate outputs of the right shapes; binding those keeps later calls
-        # free of output allocations.
-        self.session.run_with_iobinding(binding)
-        outputs = binding.get_outputs()
-        binding.clear_binding_outputs()
-        for name, value in zip(self.output_names, outputs, strict=True):
-            binding.bind_ortvalue_output(name, value)
-        run_bound = self.session.run_with_iobinding
-
-        def call(_alive: Any = (on_device, outputs)) -> Any:  # the device buffers must outlive the binding
-            return run_bound(binding)
-
-        return call
+__all__ = ["OrtRunner", "TorchRunner", "flatten_outputs", "open_session"]
 
 
 class TorchRunner:
-    """An eager nn.Module (eval mode, no grad) as a Runner; inputs are passed in `input_names` order."""
+    """An eager nn.Module (eval mode, no grad) as a Runner; inputs are passed in `inputs` order.
 
-    def __init__(self, module: Any, input_names: Sequence[str], output_names: Sequence[str] | None = None,
-                 name: str = "eager") -> None:
+    `inputs` are the input specs (or just their names); `device` is "cpu" or "cuda".
+    """
+
+    def __init__(
+        self,
+        module: Any,
+        inputs: Sequence[TensorSpec] | Sequence[str],
+        output_names: Sequence[str] | None = None,
+        name: str = "eager",
+        device: str = "cpu",
+    ) -> None:
         self.module = module.eval()
-        self.input_names = list(input_names)
+        self.inputs = tuple(s for s in inputs if isinstance(s, TensorSpec))
+        self.input_names = [s.name if isinstance(s, TensorSpec) else str(s) for s in inputs]
         self.output_names = list(output_names) if output_names else None
         self.name = name
+        self.device = device
+
+    def input_specs(self) -> tuple[TensorSpec, ...]:
+        return self.inputs
 
     def infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         import torch
 
-        args = [torch.from_numpy(np.ascontiguousarray(feeds[n])) for n in self.input_names]
+        args = [torch.from_numpy(np.ascontiguousarray(feeds[n])).to(self.device) for n in self.input_names]
         with torch.no_grad():
             out = self.module(*args)
         flat = flatten_outputs(out)
         names = self.output_names or [f"output_{i}" for i in range(len(flat))]
         return {n: t.detach().cpu().numpy() for n, t in zip(names, flat)}
+
+    def prepared_call(self, feeds: Mapping[str, np.ndarray]) -> Callable[[], Any]:
+        """module(*inputs) under inference_mode, as users run it; on the GPU it waits for the kernels."""
+        import torch
+
+        module = self.module.to(self.device)
+        tensors = tuple(torch.from_numpy(np.ascontiguousarray(feeds[n])).to(self.device) for n in self.input_names)
+        inference = torch.inference_mode
+        if self.device == "cpu":
+
+            def call() -> Any:
+                with inference():
+                    return module(*tensors)
+
+            return call
+        sync = torch.cuda.synchronize
+
+        def call_and_wait() -> Any:
+            with inference():
+                out = module(*tensors)
+            sync()
+            return out
+
+        return call_and_wait
 
 
 def flatten_outputs(out: Any) -> list[Any]:

@@ -7,7 +7,7 @@ This module is part of the bottom layer: it imports numpy and nothing heavier, s
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -144,8 +144,23 @@ class Preprocessing:
 
 @runtime_checkable
 class Runner(Protocol):
-    """Anything that maps named numpy inputs to named numpy outputs: ORT sessions, eager torch."""
+    """Anything that maps named numpy inputs to named numpy outputs: ORT sessions on any provider,
+    eager torch. `prepared_call` is what the timing harness times: a call with no arguments that
+    runs the model on fixed feeds, with everything that is not the model done beforehand."""
 
     name: str
 
+    def input_specs(self) -> tuple[TensorSpec, ...]: ...
+
     def infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+
+    def prepared_call(self, feeds: Mapping[str, np.ndarray]) -> Callable[[], Any]: ...
+
+
+def fixed_batch(specs: Sequence[TensorSpec]) -> int | None:
+    """The batch size a model insists on (a number as its inputs' first dim), or None where it is dynamic.
+
+    Where inputs disagree, the smallest: the one rule for evaluation, calibration and bench.
+    """
+    sizes = {s.shape[0] for s in specs if s.shape and isinstance(s.shape[0], int)}
+    return min(sizes) if sizes else None

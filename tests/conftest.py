@@ -8,6 +8,18 @@ import pytest
 # Deterministic and light on a 2-core CI machine.
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
+# Before anything registers the OpenVINO plugin: lets it offer its CPU device on non-Intel CPUs too,
+# in this process only (see openvino_gate.py).
+import openvino_gate  # noqa: E402,F401
+
+
+def pytest_report_header(config):
+    from edgenn.runtime.providers import unavailable_reason
+
+    why = unavailable_reason("openvino")
+    gate = " (vendor gate lifted for the tests)" if openvino_gate.STATE == "lifted" else ""
+    return f"edgenn: OpenVINO provider {'available' + gate if why is None else 'not available: ' + why}"
+
 
 @pytest.fixture(scope="session")
 def digits():

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from edgenn.cli import cli
-from edgenn.runtime import Model
+from edgenn.runtime import Model, providers
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -65,7 +65,8 @@ def test_predict_json_on_pictures_matches_the_labels(run, lenet_path, digits, tm
     for i in picks:
         picture = save_digit_png(digits.test.images[i], tmp_path / f"digit{i}.png")
         data = json.loads(run("predict", lenet_path, picture, "--json").output)
-        assert data["read_as"] == "picture" and data["providers"] == ["CPUExecutionProvider"]
+        assert data["read_as"] == "picture" and data["providers"][-1] == "CPUExecutionProvider"
+        assert data["session"]["provider"] == providers.resolve_choice("auto")  # --provider auto, the default
         top = data["predictions"][0]
         assert len(top) == 3 and top[0]["score"] >= top[1]["score"] >= top[2]["score"]
         correct += top[0]["label"] == str(digits.test.labels[i])
@@ -99,7 +100,6 @@ def test_predict_reads_npy_batches_samples_and_picture_arrays(run, lenet_path, d
         ("wrong_npy", "an array shaped (3, 5, 7) fits neither a batch (batch, 1, 32, 32) nor one sample"),
         ("nan_npy", "expected finite values, got 1 NaN"),
         ("text_input", "cannot read"),
-        ("provider", "unknown provider 'gpu'"),
     ],
 )
 def test_predict_bad_input_is_one_line_and_exit_1(run, lenet_path, tmp_path, case, fragment):
@@ -123,12 +123,17 @@ def test_predict_bad_input_is_one_line_and_exit_1(run, lenet_path, tmp_path, cas
         source = tmp_path / "nan.npy"
     elif case == "text_input":
         source = tmp_path / "notes.txt"
-    elif case == "provider":
-        extra = ["--provider", "gpu"]
     result = run("predict", model, source, *extra)
     assert result.exit_code == 1
     assert result.output.startswith("Error: ") and fragment in result.output
     assert result.output.count("\n") == 1 and "Traceback" not in result.output
+
+
+def test_predict_unknown_provider_is_a_usage_error(run, lenet_path, tmp_path):
+    np.save(tmp_path / "x.npy", np.zeros((1, 1, 32, 32), np.float32))
+    result = run("predict", lenet_path, tmp_path / "x.npy", "--provider", "gpu")
+    assert result.exit_code == 2
+    assert "unknown provider 'gpu': use one of auto, cpu, openvino, cuda, tensorrt" in result.output
 
 
 def test_predict_in_a_real_process_exits_1_without_traceback(tmp_path):

@@ -8,19 +8,17 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from edgenn.errors import EdgennError, InputError, ModelFileError, ProviderError
 from edgenn.runtime.image import array_to_grey, picture_to_input, read_picture
-from edgenn.runtime.inputs import ORT_TYPES, InputCheck, check_feeds
-from edgenn.runtime.providers import resolve_providers
-from edgenn.specs import META_INPUTS, META_LABELS, META_OUTPUTS, META_PREPROCESSING, Preprocessing, TensorSpec
+from edgenn.runtime.inputs import InputCheck, check_feeds
+from edgenn.runtime.session import SessionConfig, SessionInfo, clean_ort_message, open_session
+from edgenn.specs import META_INPUTS, META_LABELS, META_OUTPUTS, META_PREPROCESSING, Preprocessing
 
 # A float score row counts as a probability distribution (no softmax applied) within this slack.
 _DISTRIBUTION_SLACK = 1e-3
@@ -41,10 +39,14 @@ class ClassScore:
 class Model:
     """An ONNX model ready to run: checked inputs in, named numpy outputs out.
 
-    `providers` is "auto" (TensorRT, CUDA, then CPU, whichever is installed), "cpu", "cuda",
-    "tensorrt" or a list of onnxruntime provider names; one that is not available is an error
-    unless `fallback` is true. `threads` caps onnxruntime's intra-op threads (None: its default).
-    With `check_finite`, NaN or Inf in a float input is rejected before it reaches the model.
+    `providers` is "auto" (TensorRT, CUDA, OpenVINO, then the CPU: the first present), a short
+    name (cpu, openvino, cuda, tensorrt), ``PROVIDER:DEVICE`` (openvino:GPU), or a list of
+    onnxruntime provider names (the first is the one asked for). One that cannot run here is an
+    error unless `fallback` is true: the CPU provider then takes over, and `session_info.note`
+    says why. `precision` is what the provider computes in (f32, or bf16 / f16 where the device
+    has them), `threads` caps its intra-op threads (None: its default). A full `SessionConfig`
+    (`config=`) replaces all of those. With `check_finite`, NaN or Inf in a float input is
+    rejected before it reaches the model.
     """
 
     def __init__(
@@ -54,28 +56,25 @@ class Model:
         threads: int | None = None,
         check_finite: bool = False,
         fallback: bool = False,
+        precision: str = "f32",
+        config: SessionConfig | None = None,
     ) -> None:
-        if threads is not None and (not isinstance(threads, int) or threads < 1):
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
             raise EdgennError(f"threads must be a positive whole number or None, got {threads!r}")
         self.path = "<bytes>" if isinstance(path, (bytes, bytearray)) else str(path)
-        source = bytes(path) if isinstance(path, (bytes, bytearray)) else _checked_file(self.path)
-        wanted = resolve_providers(providers, fallback=fallback)
-        self._session = _open_session(self.path, source, wanted, threads)
-        self.providers: tuple[str, ...] = tuple(self._session.get_providers())
-        automatic = isinstance(providers, str) and providers.strip().lower() == "auto"
-        if not automatic and not fallback and wanted[0] not in self.providers:
-            # ORT lists GPU providers whose libraries are missing, then quietly runs on the CPU.
-            raise ProviderError(
-                f"onnxruntime could not start {wanted[0]} (its libraries may be missing) and would run "
-                f"on {', '.join(self.providers)}; fix the install, choose --provider cpu, or allow a "
-                f"fall-back"
-            )
+        if config is None:
+            config = session_config(providers, threads=threads, precision=precision, fallback=fallback)
+        self.config = config.checked()
+        self._runner = open_session(path, self.config, name=self.path)
+        self._session = self._runner.session
+        self.session_info: SessionInfo = self._runner.info
+        self.providers: tuple[str, ...] = self.session_info.providers
         self.check_finite = check_finite
-        self.metadata: dict[str, str] = dict(self._session.get_modelmeta().custom_metadata_map)
-        declared = _json_meta(self.metadata, META_INPUTS, self.path) or []
-        self.inputs = tuple(_spec_of(a, declared, self.path) for a in self._session.get_inputs())
-        declared = _json_meta(self.metadata, META_OUTPUTS, self.path) or []
-        self.outputs = tuple(_spec_of(a, declared, self.path) for a in self._session.get_outputs())
+        self.metadata: dict[str, str] = self._runner.metadata
+        for key in (META_INPUTS, META_OUTPUTS):
+            _json_meta(self.metadata, key, self.path)  # malformed metadata is named here, not later
+        self.inputs = self._runner.inputs
+        self.outputs = self._runner.outputs
         self.preprocessing = _preprocessing_of(self.metadata, self.path)
         self._stored_labels = _labels_of(self.metadata, self.path)
         # Precomputed for the hot path: predict() only looks things up.
@@ -107,6 +106,7 @@ class Model:
             "labels": list(self.labels),
             "preprocessing": self.preprocessing.to_dict() if self.preprocessing else None,
             "providers": list(self.providers),
+            "session": self.session_info.to_dict(),
         }
 
     def __repr__(self) -> str:
@@ -126,7 +126,7 @@ class Model:
         try:
             results = self._session.run(self._output_names, feeds)
         except Exception as exc:  # shapes that pass the declared specs can still clash inside the graph
-            first = _clean_ort_message(str(exc))
+            first = clean_ort_message(str(exc))
             raise InputError(f"onnxruntime could not run {self.path} on these inputs: {first}") from None
         if self._only_output is not None:
             return {self._only_output: results[0]}
@@ -249,66 +249,6 @@ def _are_distributions(values: np.ndarray) -> bool:
     return bool(inside and np.all(np.abs(values.sum(axis=1) - 1.0) <= _DISTRIBUTION_SLACK))
 
 
-# ------------------------------------------------------------------------------------- loading
-def _open_session(path: str, source: str | bytes, providers: list[str], threads: int | None) -> Any:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3  # ORT's warnings are for its developers, not for app users
-    if threads is not None:
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-    try:
-        return ort.InferenceSession(source, sess_options=options, providers=providers)
-    except Exception as exc:  # onnxruntime raises a dozen unrelated types for bad files
-        raise ModelFileError(_load_failure(path, source, exc, ort.__version__)) from None
-
-
-def _checked_file(path: str) -> str:
-    file = Path(path)
-    if not file.exists():
-        raise ModelFileError(f"model file not found: {path}")
-    if not file.is_file():
-        raise ModelFileError(f"{path} is not a file; give the path of a .onnx model")
-    if file.stat().st_size == 0:
-        raise ModelFileError(f"{path} is empty, not an ONNX model")
-    return path
-
-
-def _load_failure(path: str, source: str | bytes, exc: BaseException, ort_version: str) -> str:
-    """One line saying why onnxruntime refused the file: not ONNX, truncated, or unsupported."""
-    text = str(exc)
-    if "INVALID_PROTOBUF" in text or "Protobuf parsing failed" in text:
-        head = source[:1] if isinstance(source, bytes) else _first_byte(path)
-        # Every ONNX file starts with field 1 (ir_version, a varint): tag byte 0x08.
-        if head == b"\x08":
-            return f"{path} is a truncated or corrupt ONNX file (protobuf parsing failed); export it again"
-        return f"{path} is not an ONNX model (protobuf parsing failed); give a .onnx file"
-    return f"onnxruntime {ort_version} cannot load {path}: {_clean_ort_message(text)}"
-
-
-def _first_byte(path: str) -> bytes:
-    try:
-        with open(path, "rb") as handle:
-            return handle.read(1)
-    except OSError:
-        return b""
-
-
-_ORT_PREFIX = re.compile(r"^\[ONNXRuntimeError\] : \d+ : \w+ : (?:Load model from .*? failed:)?")
-_CPP_LOCATION = re.compile(r"\S+\.(?:h|cc|cpp|hpp):\d+ [^()]*\((?:[^()]|\([^()]*\))*\)\s*")
-
-
-def _clean_ort_message(text: str, limit: int = 420) -> str:
-    """ORT's error without its error-code prefix and C++ source locations, on one short line."""
-    message = _ORT_PREFIX.sub("", " ".join(text.split()))
-    message = _CPP_LOCATION.sub("", message).strip() or "unknown error"
-    if len(message) > limit:
-        cut = message.rfind(". ", 0, limit)
-        message = message[: cut + 1] if cut > 0 else message[:limit] + "..."
-    return message
-
-
 def _json_meta(metadata: Mapping[str, str], key: str, path: str) -> Any:
     if key not in metadata:
         return None
@@ -337,23 +277,13 @@ def _preprocessing_of(metadata: Mapping[str, str], path: str) -> Preprocessing |
         raise ModelFileError(f"{path}: metadata {META_PREPROCESSING} is malformed; re-export the model") from None
 
 
-def _spec_of(arg: Any, declared: Sequence[Mapping[str, Any]], path: str) -> TensorSpec:
-    """onnxruntime's view of an input or output as a TensorSpec; unnamed dynamic dims get names."""
-    dtype = ORT_TYPES.get(arg.type)
-    if dtype is None:
-        raise ModelFileError(
-            f"{path}: {arg.name!r} has type {arg.type}, which edgenn.runtime does not handle "
-            f"(supported: {', '.join(sorted(set(ORT_TYPES.values())))}); use onnxruntime directly"
-        )
-    names = next((d.get("shape", []) for d in declared if isinstance(d, Mapping) and d.get("name") == arg.name), [])
-    shape = []
-    for i, dim in enumerate(arg.shape or ()):
-        if isinstance(dim, int) and dim >= 0:
-            shape.append(dim)
-        elif isinstance(dim, str) and dim:
-            shape.append(dim)
-        elif i < len(names) and isinstance(names[i], str):
-            shape.append(names[i])
-        else:
-            shape.append(f"dim{i}")
-    return TensorSpec(arg.name, tuple(shape), dtype)
+def session_config(
+    providers: str | Sequence[str], threads: int | None = None, precision: str = "f32", fallback: bool = False
+) -> SessionConfig:
+    """A SessionConfig from Model's arguments: ``"openvino:GPU"``, ``"cuda"``, a list of ORT names, ..."""
+    if not isinstance(providers, str):
+        names = [str(p) for p in providers]
+        if not names:
+            raise ProviderError("no provider given: use auto, cpu, openvino, cuda or tensorrt")
+        providers = names[0]
+    return SessionConfig.parse(providers, threads=threads, precision=precision, fallback=fallback)

@@ -1,0 +1,589 @@
+"""The one place that opens onnxruntime sessions: a typed configuration in, a ready runner out.
+
+    runner = open_session("lenet5.onnx", SessionConfig(provider="openvino", precision="bf16", threads=1))
+    runner.infer({"input": batch})          # {"output": array}
+    runner.info.summary                     # what it really ran on: provider, device, precision, nodes
+
+Export validation, quantize's evaluation, bench and `edgenn.runtime.Model` all open their sessions
+here, so a provider, a precision or a session option means the same thing everywhere, and every
+failure comes back as one line naming the model and the provider. numpy and onnxruntime only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgenn.errors import InputError, ModelFileError, ProviderError
+from edgenn.runtime import providers as _providers
+from edgenn.runtime.inputs import ORT_TYPES
+from edgenn.runtime.providers import CPU, PROVIDERS, Device
+from edgenn.specs import META_INPUTS, META_OUTPUTS, TensorSpec
+
+GRAPH_OPTIMIZATIONS = ("disable", "basic", "extended", "layout", "all")
+_GRAPH_LEVELS = {
+    "disable": "ORT_DISABLE_ALL",
+    "basic": "ORT_ENABLE_BASIC",
+    "extended": "ORT_ENABLE_EXTENDED",
+    "layout": "ORT_ENABLE_LAYOUT",
+    "all": "ORT_ENABLE_ALL",
+}
+CONFIG_VERSION = 1
+
+
+# ---------------------------------------------------------------------------------- the config
+@dataclass(frozen=True)
+class SessionConfig:
+    """Everything that decides how a model runs, short of the model file itself.
+
+    `provider` is a short name (cpu, openvino, cuda, tensorrt) or "auto" (TensorRT, CUDA, OpenVINO,
+    then the CPU, the first present). `device` picks among a provider's devices (OpenVINO: CPU, GPU,
+    GPU.1, NPU; CUDA and TensorRT: the device id); None takes its default. `precision` is what the
+    provider computes in: f32 runs the model's own types; bf16 and f16 are offered where the device
+    has them. `threads` caps the intra-op threads (None: the provider's default, every core).
+    `fallback` lets the CPU provider take over where the provider is missing or refuses nodes; the
+    session's info then says so.
+    """
+
+    provider: str = "cpu"
+    device: str | None = None
+    precision: str = "f32"
+    threads: int | None = None
+    graph_optimization: str = "all"  # disable | basic | extended | layout | all
+    disabled_optimizers: tuple[str, ...] = ()  # onnxruntime graph transformers to skip, by name
+    config_entries: tuple[tuple[str, str], ...] = ()  # SessionOptions.add_session_config_entry(key, value)
+    provider_options: tuple[tuple[str, str], ...] = ()  # handed to the provider as they are
+    fallback: bool = False
+
+    def checked(self) -> SessionConfig:
+        """The same configuration with names normalised; ProviderError/InputError naming what is wrong."""
+        provider = "auto" if self.provider.strip().lower() == "auto" else _providers.provider_spec(self.provider).name
+        precision = _providers.check_precision(self.precision)
+        if self.threads is not None and (
+            isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1
+        ):
+            raise InputError(f"threads must be a positive whole number or None, got {self.threads!r}")
+        if self.graph_optimization not in GRAPH_OPTIMIZATIONS:
+            raise InputError(
+                f"unknown graph optimisation level {self.graph_optimization!r}: use one of "
+                f"{', '.join(GRAPH_OPTIMIZATIONS)}"
+            )
+        device = self.device.strip() if isinstance(self.device, str) and self.device.strip() else None
+        return replace(
+            self,
+            provider=provider,
+            precision=precision,
+            device=device,
+            disabled_optimizers=tuple(self.disabled_optimizers),
+            config_entries=tuple((str(k), str(v)) for k, v in self.config_entries),
+            provider_options=tuple((str(k), str(v)) for k, v in self.provider_options),
+        )
+
+    @classmethod
+    def parse(cls, text: str, **others: Any) -> SessionConfig:
+        """``PROVIDER[:DEVICE][:PRECISION]``, e.g. ``cpu``, ``openvino:bf16``, ``openvino:GPU:f16``, ``cuda:1``."""
+        parts = [p.strip() for p in text.split(":")]
+        if not parts[0]:
+            raise ProviderError(f"bad provider {text!r}: write PROVIDER[:DEVICE][:PRECISION], e.g. openvino:bf16")
+        device = precision = None
+        for part in parts[1:]:
+            if part.lower() in _providers.PRECISIONS and precision is None:
+                precision = part.lower()
+            elif part and device is None and part.lower() not in _providers.PRECISIONS:
+                device = part
+            else:
+                raise ProviderError(
+                    f"bad provider {text!r}: write PROVIDER[:DEVICE][:PRECISION], e.g. openvino:GPU:f16 "
+                    f"(precisions: {', '.join(_providers.PRECISIONS)})"
+                )
+        fields = {"provider": parts[0], "device": device, **others}
+        if precision:
+            fields["precision"] = precision
+        return cls(**fields).checked()
+
+    @property
+    def label(self) -> str:
+        """A short name for tables: ``cpu``, ``openvino bf16``, ``openvino:GPU f16``."""
+        where = self.provider + (f":{self.device}" if self.device else "")
+        return where if self.precision == "f32" else f"{where} {self.precision}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": CONFIG_VERSION,
+            "provider": self.provider,
+            "device": self.device,
+            "precision": self.precision,
+            "threads": self.threads,
+            "graph_optimization": self.graph_optimization,
+            "disabled_optimizers": list(self.disabled_optimizers),
+            "config_entries": dict(self.config_entries),
+            "provider_options": dict(self.provider_options),
+            "fallback": self.fallback,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SessionConfig:
+        version = data.get("version", CONFIG_VERSION)
+        if version != CONFIG_VERSION:
+            raise ModelFileError(
+                f"session configuration version {version!r} is not one this edgenn reads ({CONFIG_VERSION}); "
+                "upgrade edgenn"
+            )
+        return cls(
+            provider=str(data.get("provider", "cpu")),
+            device=data.get("device"),
+            precision=str(data.get("precision", "f32")),
+            threads=data.get("threads"),
+            graph_optimization=str(data.get("graph_optimization", "all")),
+            disabled_optimizers=tuple(data.get("disabled_optimizers", ())),
+            config_entries=tuple(dict(data.get("config_entries", {})).items()),
+            provider_options=tuple(dict(data.get("provider_options", {})).items()),
+            fallback=bool(data.get("fallback", False)),
+        ).checked()
+
+
+# ---------------------------------------------------------------------------- what really ran
+@dataclass(frozen=True)
+class SessionInfo:
+    """Where a session really runs: read back from onnxruntime, not assumed from what was asked."""
+
+    requested: str  # the configuration's label, as asked
+    provider: str  # short name of the provider the session runs on
+    device: str  # the device's name (CPU, GPU.0, the CUDA id)
+    device_description: str  # the hardware (e.g. the CPU model)
+    precision: str
+    threads: int | None
+    providers: tuple[str, ...]  # onnxruntime's get_providers()
+    nodes: tuple[tuple[str, int], ...]  # (onnxruntime provider, nodes placed on it), most first
+    refused: tuple[str, ...] = ()  # nodes the provider left to another one: "name (OpType)"
+    note: str = ""  # a fall-back, and why
+    seconds: float = 0.0  # creating the session
+
+    @property
+    def node_count(self) -> int:
+        return sum(n for _, n in self.nodes)
+
+    @property
+    def summary(self) -> str:
+        """One line: ``openvino CPU (AMD EPYC) bf16, 12 of 12 nodes``."""
+        primary = PROVIDERS[self.provider].ort_name
+        placed = dict(self.nodes).get(primary, 0)
+        nodes = f", {placed} of {self.node_count} nodes" if self.nodes else ""
+        return f"{self.provider} {self.device} ({self.device_description}) {self.precision}{nodes}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "requested": self.requested,
+            "provider": self.provider,
+            "device": self.device,
+            "device_description": self.device_description,
+            "precision": self.precision,
+            "threads": self.threads,
+            "providers": list(self.providers),
+            "nodes": dict(self.nodes),
+            "refused": list(self.refused),
+            "note": self.note,
+            "seconds": round(self.seconds, 4),
+        }
+
+
+# ------------------------------------------------------------------------------------ the runner
+class OrtRunner:
+    """An onnxruntime session as a Runner: specs read once from the graph, `infer`, `prepared_call`.
+
+    No input checks here (that is `edgenn.runtime.Model`'s job): the runner is what validation,
+    evaluation and the timing harness call.
+    """
+
+    def __init__(self, session: Any, info: SessionInfo, name: str) -> None:
+        self.session = session
+        self.info = info
+        self.name = name
+        self.output_names = [o.name for o in session.get_outputs()]
+
+    @cached_property
+    def metadata(self) -> dict[str, str]:
+        return dict(self.session.get_modelmeta().custom_metadata_map)
+
+    @cached_property
+    def inputs(self) -> tuple[TensorSpec, ...]:
+        return graph_specs(self.session.get_inputs(), _declared(self.metadata, META_INPUTS), self.name)
+
+    @cached_property
+    def outputs(self) -> tuple[TensorSpec, ...]:
+        return graph_specs(self.session.get_outputs(), _declared(self.metadata, META_OUTPUTS), self.name)
+
+    def input_specs(self) -> tuple[TensorSpec, ...]:
+        return self.inputs
+
+    @property
+    def device(self) -> str:
+        """Where inputs and outputs live: "cuda" for a GPU provider, else "cpu" (host memory)."""
+        return "cuda" if PROVIDERS[self.info.provider].gpu else "cpu"
+
+    def infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return dict(zip(self.output_names, self.session.run(self.output_names, dict(feeds)), strict=True))
+
+    def prepared_call(self, feeds: Mapping[str, np.ndarray]) -> Callable[[], Any]:
+        """A call with no arguments that runs the model on these fixed feeds: for timing loops.
+
+        In host memory it is `session.run` on a pre-built feed dict. On a GPU provider the inputs are
+        copied to the device once and inputs and outputs are bound there (IO binding), so each call
+        times the model and not the host-device copies; the outputs stay on the device.
+        """
+        if self.device != "cpu":
+            return self._bound_call(feeds)
+        run, names, fixed = self.session.run, self.output_names, dict(feeds)
+
+        def call() -> Any:  # a closure: about 40 ns cheaper per call than functools.partial here
+            return run(names, fixed)
+
+        return call
+
+    def _bound_call(self, feeds: Mapping[str, np.ndarray]) -> Callable[[], Any]:
+        import onnxruntime as ort
+
+        device_id = int(self.info.device) if self.info.device.isdigit() else 0
+        binding = self.session.io_binding()
+        on_device = {
+            n: ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(a), "cuda", device_id) for n, a in feeds.items()
+        }
+        for name, value in on_device.items():
+            binding.bind_ortvalue_input(name, value)
+        for name in self.output_names:
+            binding.bind_output(name, "cuda", device_id)
+        # One run lets ORT allocate outputs of the right shapes; binding those keeps later calls
+        # free of output allocations.
+        self.session.run_with_iobinding(binding)
+        outputs = binding.get_outputs()
+        binding.clear_binding_outputs()
+        for name, value in zip(self.output_names, outputs, strict=True):
+            binding.bind_ortvalue_output(name, value)
+        run_bound = self.session.run_with_iobinding
+
+        def call(_alive: Any = (on_device, outputs)) -> Any:  # the device buffers must outlive the binding
+            return run_bound(binding)
+
+        return call
+
+
+# ---------------------------------------------------------------------------------- opening
+Source = str | os.PathLike[str] | bytes
+
+
+def open_session(
+    model: Source,
+    config: SessionConfig = SessionConfig(),
+    name: str = "",
+    optimized_path: str | os.PathLike[str] | None = None,
+    verbose: bool = False,
+) -> OrtRunner:
+    """Open `model` (a path or the bytes of an ONNX file) as `config` says, and read back where it runs.
+
+    Raises ModelFileError for a file onnxruntime cannot load, ProviderError for a provider, device
+    or precision that is not here, or a model the provider cannot compile or run whole (unless
+    `config.fallback`: the CPU provider then takes over, and `runner.info.note` says why).
+    `optimized_path` saves the graph onnxruntime optimised (what the CPU kernels run).
+    """
+    config = config.checked()
+    label = name or ("<bytes>" if isinstance(model, (bytes, bytearray)) else str(model))
+    source = bytes(model) if isinstance(model, (bytes, bytearray)) else _checked_file(str(model))
+    started = time.perf_counter()
+    provider, note = _choose_provider(config)
+    if provider == "cpu" and config.provider not in ("cpu", "auto") and config.precision != "f32":
+        note += f"; the CPU provider computes in f32, not {config.precision}"
+    as_asked = provider == config.provider or config.provider == "auto"
+    device = _providers.pick_device(provider, config.device if as_asked else None)
+    precision = config.precision if as_asked else "f32"
+    problem = _precision_problem(provider, device, precision)
+    if problem:
+        raise ProviderError(problem)
+    try:
+        session = _create(source, config, provider, device, precision, optimized_path, verbose)
+    except _CreateFailed as failure:
+        if provider == "cpu":
+            raise ModelFileError(_load_failure(label, source, failure.cause)) from None
+        cause = _clean_ort_message(str(failure.cause))
+        if not _loads_on_cpu(source):
+            raise ModelFileError(_load_failure(label, source, failure.cause)) from None
+        if not config.fallback:
+            raise ProviderError(
+                f"{provider} could not compile {label}: {cause}; run it on --provider cpu, or allow the CPU "
+                "provider to take over (fallback)"
+            ) from None
+        note = f"{provider} could not compile the model ({cause}); the CPU provider runs it"
+        provider, device, precision = "cpu", _providers.pick_device("cpu", None), "f32"
+        session = _create(
+            source, replace(config, provider="cpu"), provider, device, precision, optimized_path, verbose, wrap=False
+        )
+    info = _read_back(session, config, provider, device, precision, note, time.perf_counter() - started)
+    if info.refused and PROVIDERS[provider].strict_placement and config.fallback:
+        more = ", ..." if len(info.refused) > 1 else ""
+        left = f"the CPU provider runs {len(info.refused)} of {info.node_count} nodes ({info.refused[0]}{more})"
+        info = replace(info, note="; ".join(filter(None, (info.note, f"{left}: {provider} cannot"))))
+    elif info.refused and PROVIDERS[provider].strict_placement:
+        raise ProviderError(
+            f"{provider} cannot run node {info.refused[0]} of {label} ({len(info.refused)} of {info.node_count} "
+            f"nodes left to the CPU provider); run it on --provider cpu, or let the CPU provider take those "
+            "nodes (fallback)"
+        )
+    if PROVIDERS[provider].ort_name not in info.providers:  # a GPU provider whose libraries did not load
+        if not config.fallback:
+            raise ProviderError(
+                f"onnxruntime could not start {PROVIDERS[provider].ort_name} (its libraries may be missing) and "
+                f"would run on {', '.join(info.providers)}; fix the install, choose --provider cpu, or allow a "
+                "fall-back"
+            )
+        info = replace(info, note=f"{PROVIDERS[provider].ort_name} did not start; onnxruntime runs it on the CPU")
+    return OrtRunner(session, info, label)
+
+
+def unavailable(config: SessionConfig) -> str | None:
+    """Why a configuration cannot run on this machine (provider, device or precision), or None where it can."""
+    config = config.checked()
+    provider = _providers.resolve_choice("auto") if config.provider == "auto" else config.provider
+    reason = _providers.unavailable_reason(provider)
+    if reason is not None:
+        return reason
+    try:
+        device = _providers.pick_device(provider, config.device)
+    except ProviderError as exc:
+        return str(exc)
+    return _precision_problem(provider, device, config.precision)
+
+
+def _precision_problem(provider: str, device: Device, precision: str) -> str | None:
+    if precision in device.precisions:
+        return None
+    hint = "; openvino offers bf16 and f16 where the device has them" if provider == "cpu" else ""
+    return (
+        f"{provider} {device.name} ({device.description}) does not compute in {precision}: it offers "
+        f"{', '.join(device.precisions)}{hint}"
+    )
+
+
+def _choose_provider(config: SessionConfig) -> tuple[str, str]:
+    """(short name to open the session on, a note when that is a fall-back)."""
+    if config.provider == "auto":
+        return _providers.resolve_choice("auto"), ""
+    reason = _providers.unavailable_reason(config.provider)
+    if reason is None:
+        return config.provider, ""
+    if not config.fallback:
+        raise ProviderError(reason)
+    return "cpu", f"{reason.split('; ')[0]}; the CPU provider runs it instead"
+
+
+class _CreateFailed(Exception):
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+def _create(
+    source: str | bytes,
+    config: SessionConfig,
+    provider: str,
+    device: Device,
+    precision: str,
+    optimized_path: str | os.PathLike[str] | None,
+    verbose: bool,
+    wrap: bool = True,
+) -> Any:
+    """The InferenceSession, built the way its provider wants it."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    # 3 still prints ERROR lines (red, with ANSI codes) before edgenn's own one-line message
+    options.log_severity_level = 2 if verbose else 4
+    if config.threads is not None:
+        options.intra_op_num_threads = config.threads
+        options.inter_op_num_threads = 1
+    options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _GRAPH_LEVELS[config.graph_optimization])
+    options.add_session_config_entry("session.record_ep_graph_assignment_info", "1")
+    for key, value in config.config_entries:
+        options.add_session_config_entry(key, value)
+    if optimized_path is not None:
+        options.optimized_model_filepath = str(optimized_path)
+    extra = dict(config.provider_options)
+    spec = PROVIDERS[provider]
+    arguments: dict[str, Any] = {"sess_options": options}
+    if config.disabled_optimizers:
+        arguments["disabled_optimizers"] = list(config.disabled_optimizers)
+    if spec.plugin_module:
+        # Plugin providers take their devices through the session options, and no `providers=`.
+        plugin_options = {"load_config": _providers.load_config_json(device, precision, config.threads), **extra}
+        options.add_provider_for_devices([device.handle], plugin_options)
+    else:
+        arguments["providers"] = _provider_list(provider, device, precision, extra)
+    try:
+        return ort.InferenceSession(source, **arguments)
+    except Exception as exc:  # onnxruntime raises a dozen unrelated types for bad files and providers
+        if not wrap:
+            raise ModelFileError(f"onnxruntime cannot load the model: {_clean_ort_message(str(exc))}") from None
+        raise _CreateFailed(exc) from None
+
+
+def _provider_list(provider: str, device: Device, precision: str, extra: dict[str, str]) -> list[Any]:
+    """The `providers=` argument for a built-in provider: the asked one with its options, then its helpers."""
+    if provider == "cpu":
+        return [(CPU, extra)] if extra else [CPU]
+    if provider == "cuda":
+        # TF32 would change f32 results by about 1e-3: f32 means IEEE f32 here
+        return [(PROVIDERS["cuda"].ort_name, {"device_id": device.name, "use_tf32": "0", **extra}), CPU]
+    flags = {"f16": {"trt_fp16_enable": "1"}, "bf16": {"trt_bf16_enable": "1"}}.get(precision, {})
+    return [
+        (PROVIDERS["tensorrt"].ort_name, {"device_id": device.name, **flags, **extra}),
+        (PROVIDERS["cuda"].ort_name, {"device_id": device.name, "use_tf32": "0"}),
+        CPU,
+    ]
+
+
+def _read_back(
+    session: Any, config: SessionConfig, provider: str, device: Device, precision: str, note: str, seconds: float
+) -> SessionInfo:
+    placed: Counter[str] = Counter()
+    refused: list[str] = []
+    primary = PROVIDERS[provider].ort_name
+    try:
+        assignment = session.get_provider_graph_assignment_info()
+    except Exception:  # older onnxruntime: no placement to report
+        assignment = []
+    for subgraph in assignment:
+        for node in subgraph.get_nodes():
+            placed[subgraph.ep_name] += 1
+            if subgraph.ep_name != primary:
+                refused.append(f"{node.name or '?'} ({node.op_type})")
+    return SessionInfo(
+        requested=config.label if config.provider != "auto" else "auto",
+        provider=provider,
+        device=device.name,
+        device_description=device.description,
+        precision=precision,
+        threads=config.threads,
+        providers=tuple(session.get_providers()),
+        nodes=tuple(placed.most_common()),
+        refused=tuple(refused) if provider != "cpu" else (),
+        note=note.strip("; "),
+        seconds=seconds,
+    )
+
+
+def _loads_on_cpu(source: str | bytes) -> bool:
+    """Whether the CPU provider takes the file: tells a provider's refusal from a broken file."""
+    try:
+        _create(source, SessionConfig(), "cpu", _providers.pick_device("cpu", None), "f32", None, False)
+    except _CreateFailed:
+        return False
+    return True
+
+
+# ------------------------------------------------------------------------------- graph specs
+def graph_specs(args: Sequence[Any], declared: Sequence[Mapping[str, Any]], model: str) -> tuple[TensorSpec, ...]:
+    """onnxruntime's view of a graph's inputs or outputs as TensorSpecs: the one place that converts.
+
+    A dynamic dim keeps its name from the graph, else the name edgenn's metadata declared for it,
+    else ``dim<i>``. Types edgenn cannot feed are a ModelFileError naming the tensor.
+    """
+    specs = []
+    for arg in args:
+        dtype = ORT_TYPES.get(arg.type)
+        if dtype is None:
+            raise ModelFileError(
+                f"{model}: {arg.name!r} has type {arg.type}, which edgenn does not handle "
+                f"(supported: {', '.join(sorted(set(ORT_TYPES.values())))}); use onnxruntime directly"
+            )
+        names = next((d.get("shape", []) for d in declared if isinstance(d, Mapping) and d.get("name") == arg.name), [])
+        shape: list[int | str] = []
+        for i, dim in enumerate(arg.shape or ()):
+            if isinstance(dim, int) and dim >= 0:
+                shape.append(dim)
+            elif isinstance(dim, str) and dim:
+                shape.append(dim)
+            elif i < len(names) and isinstance(names[i], str):
+                shape.append(names[i])
+            else:
+                shape.append(f"dim{i}")
+        specs.append(TensorSpec(arg.name, tuple(shape), dtype))
+    return tuple(specs)
+
+
+def _declared(metadata: Mapping[str, str], key: str) -> list[Any]:
+    """Specs edgenn's exporter declared in the metadata; nothing where they are absent or unreadable
+    (Model checks the metadata itself and says what is wrong with it)."""
+    try:
+        value = json.loads(metadata.get(key, "[]"))
+    except json.JSONDecodeError:
+        return []
+    return value if isinstance(value, list) else []
+
+
+# ------------------------------------------------------------------------------------ messages
+def _checked_file(path: str) -> str:
+    file = Path(path)
+    if not file.exists():
+        raise ModelFileError(f"model file not found: {path}")
+    if not file.is_file():
+        raise ModelFileError(f"{path} is not a file; give the path of a .onnx model")
+    if file.stat().st_size == 0:
+        raise ModelFileError(f"{path} is empty, not an ONNX model")
+    return path
+
+
+def _load_failure(path: str, source: str | bytes, exc: BaseException) -> str:
+    """One line saying why onnxruntime refused the file: not ONNX, truncated, or unsupported."""
+    import onnxruntime as ort
+
+    text = str(exc)
+    if "INVALID_PROTOBUF" in text or "Protobuf parsing failed" in text:
+        head = source[:1] if isinstance(source, bytes) else _first_byte(path)
+        # Every ONNX file starts with field 1 (ir_version, a varint): tag byte 0x08.
+        if head == b"\x08":
+            return f"{path} is a truncated or corrupt ONNX file (protobuf parsing failed); export it again"
+        return f"{path} is not an ONNX model (protobuf parsing failed); give a .onnx file"
+    return f"onnxruntime {ort.__version__} cannot load {path}: {_clean_ort_message(text)}"
+
+
+def _first_byte(path: str) -> bytes:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(1)
+    except OSError:
+        return b""
+
+
+_ORT_PREFIX = re.compile(r"^\[ONNXRuntimeError\] : \d+ : \w+ : (?:Load model from .*? failed:)?")
+_CPP_LOCATION = re.compile(r"\S+\.(?:h|cc|cpp|hpp):\d+ [^()]*\((?:[^()]|\([^()]*\))*\)\s*")
+
+
+def clean_ort_message(text: str, limit: int = 420) -> str:
+    """onnxruntime's error without its error-code prefix and C++ source locations, on one short line."""
+    message = _ORT_PREFIX.sub("", " ".join(text.split()))
+    message = _CPP_LOCATION.sub("", message).strip() or "unknown error"
+    if len(message) > limit:
+        cut = message.rfind(". ", 0, limit)
+        message = message[: cut + 1] if cut > 0 else message[:limit] + "..."
+    return message
+
+
+_clean_ort_message = clean_ort_message
+
+__all__ = [
+    "GRAPH_OPTIMIZATIONS",
+    "OrtRunner",
+    "SessionConfig",
+    "SessionInfo",
+    "graph_specs",
+    "open_session",
+    "unavailable",
+]
