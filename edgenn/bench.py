@@ -33,14 +33,13 @@ from edgenn.environment import Environment, collect_environment, load_average
 from edgenn.errors import EdgennError, InputError, ModelFileError, first_line
 from edgenn.fileio import atomic_path, check_file_target
 from edgenn.runtime import providers as provider_table
-from edgenn.runtime.session import SessionConfig, clean_ort_message, open_session, unavailable
+from edgenn.runtime.session import SessionConfig, clean_ort_message, open_session, parse_provider, unavailable
 from edgenn.specs import BATCH, TensorSpec, fixed_batch
 from edgenn.stats import RatioSummary, Summary, paired_ratio, summarize
 from edgenn.timing import MIN_ROUNDS, Rounds, plan_rounds, run_rounds, time_calls  # noqa: F401  (re-exported)
 from edgenn.versions import edgenn_version
 
-PROVIDER_CHOICES = ("cpu", "openvino", "cuda", "tensorrt", "auto", "all")
-ALL_PROVIDERS = ("cpu", "openvino", "cuda", "tensorrt")
+PROVIDER_CHOICES = (*provider_table.CHOICES, "all")  # "all": every provider of the table
 
 METHOD = (
     "per point (threads, batch): every model on every provider and precision asked, and the eager model, "
@@ -56,8 +55,9 @@ METHOD = (
 # ------------------------------------------------------------------------------------- results
 @dataclass(frozen=True)
 class BenchOptions:
-    providers: tuple[str, ...] = ("cpu",)  # cpu | openvino[:DEVICE] | cuda | tensorrt | auto | all
-    precisions: tuple[str, ...] = ("f32",)  # f32 | bf16 | f16, on every provider that offers them
+    providers: tuple[str, ...] = ("cpu",)  # PROVIDER[:DEVICE][:PRECISION] | auto | all
+    precisions: tuple[str, ...] = ("f32",)  # f32 | bf16 | f16, for each provider that names no precision
+    fallback: bool = False  # the CPU provider takes the nodes a provider refuses (and the report says so)
     threads: tuple[int, ...] = (1,)  # intra-op threads of ORT and torch.set_num_threads for eager
     batches: tuple[int, ...] = (1,)
     warmup: int = 10  # untimed calls per contender before each point
@@ -100,6 +100,7 @@ class BenchOptions:
         return {
             "providers": list(self.providers),
             "precisions": list(self.precisions),
+            "fallback": self.fallback,
             "threads": list(self.threads),
             "batches": list(self.batches),
             "warmup": self.warmup,
@@ -153,8 +154,8 @@ class BenchResult:
 
     @property
     def label(self) -> str:
-        """variant on provider [precision]: how the contender is named in tables and as a baseline."""
-        return f"{self.variant} [{self.provider}{'' if self.precision == 'f32' else ' ' + self.precision}]"
+        """variant [provider precision]: how the contender is named in tables and as a baseline."""
+        return contender_label(self.variant, self.provider, self.precision)
 
     @property
     def waited_for_cpu(self) -> bool:
@@ -254,6 +255,11 @@ class BenchReport:
         }
 
 
+def contender_label(variant: str, provider: str, precision: str) -> str:
+    """``lenet5 [openvino bf16]``: a model on a provider, at a precision (f32 unsaid)."""
+    return f"{variant} [{provider}{'' if precision == 'f32' else ' ' + precision}]"
+
+
 # ---------------------------------------------------------------------------------- the harness
 Progress = Callable[[int, int, str], None]  # (points done, points in all, what runs now)
 
@@ -272,7 +278,7 @@ def bench(
     if weights is not None and eager is None:
         raise InputError("--weights belongs to --eager (a zoo model's trained weights); add --eager MODEL")
     started, t0 = datetime.now(timezone.utc).isoformat(timespec="seconds"), time.perf_counter()
-    configs, skipped = session_plan(options.providers, options.precisions)
+    configs, skipped = session_plan(options.providers, options.precisions, options.fallback)
     variants = [_inspect_onnx(path, name) for path, name in zip(models, variant_names(models), strict=True)]
     if eager is not None:
         variants.append(_load_eager(eager, weights, options.inputs))
@@ -314,21 +320,24 @@ def bench(
 
 
 def session_plan(
-    choices: Sequence[str], precisions: Sequence[str] = ("f32",)
+    choices: Sequence[str], precisions: Sequence[str] = ("f32",), fallback: bool = False
 ) -> tuple[list[SessionConfig], list[SkippedPoint]]:
     """The session configurations to measure (provider x precision), and those that cannot run here, with why.
 
-    An unknown name is an error; a known provider this machine lacks, or a precision its device does
-    not offer, is a skipped point.
+    A choice that names its precision (openvino:bf16) is measured at that one; the others at each of
+    `precisions`. Two spellings of one configuration (openvino, openvino:CPU) are measured once. An
+    unknown name is an error; a known provider this machine lacks, or a precision its device does not
+    offer, is a skipped point.
     """
-    wanted = ALL_PROVIDERS if any(c.strip().lower() == "all" for c in choices) else tuple(choices)
+    wanted = tuple(provider_table.PROVIDERS) if any(c.strip().lower() == "all" for c in choices) else tuple(choices)
     plan: list[SessionConfig] = []
     skipped: list[SkippedPoint] = []
     for choice in _unique(wanted):
-        base = SessionConfig.parse(choice)
+        provider, device, written = parse_provider(choice)
+        base = SessionConfig(provider=provider, device=device, fallback=fallback).checked()
         if base.provider == "auto":
             base = replace(base, provider=provider_table.resolve_choice("auto"))
-        for precision in precisions:
+        for precision in (written,) if written else precisions:
             config = replace(base, precision=precision)
             reason = unavailable(config)
             if reason is not None:
@@ -501,7 +510,7 @@ class _Contender:
 
     @property
     def label(self) -> str:
-        return f"{self.variant.name} [{self.provider}{'' if self.precision == 'f32' else ' ' + self.precision}]"
+        return contender_label(self.variant.name, self.provider, self.precision)
 
 
 def _open_contenders(
@@ -542,7 +551,7 @@ def _open_onnx(variant: _Variant, config: SessionConfig, probe: RssProbe) -> tup
         info.precision,
         runner.prepared_call,
         info.providers,
-        info.summary,
+        info.summary + (f" ({info.note})" if info.note else ""),
         runner.device,
         info.seconds,
         probe.growth_mb(base),
@@ -560,7 +569,7 @@ def _open_eager(variant: _Variant, device: str, threads: int) -> tuple[_Contende
     runner = TorchRunner(variant.module, variant.info.inputs, device=device)
     return _Contender(
         variant,
-        "torch",
+        "torch" if device == "cpu" else f"torch:{device}",
         "f32",
         runner.prepared_call,
         (f"torch-{device}",),
@@ -607,8 +616,10 @@ def _measure_point(
         base = probe.start()
         feeds = make_feeds(c.variant.info.inputs, batch, options.seed)
         call = c.prepare(feeds)
+        # no warm-up call at all with --warmup 0 --runs N; a time budget needs one call's speed to plan
+        warmup = options.warmup or (0 if options.runs else 1)
         with _failing_inputs_explained(label, feeds):
-            per_call.append(timing.warm_seconds(call, options.warmup if options.warmup or options.runs else 1))
+            per_call.append(timing.warm_seconds(call, warmup))
         memory.append(probe.growth_mb(base))
         calls.append(call)
     blocks = plan_rounds(per_call, options.runs, options.seconds, options.rounds)

@@ -257,7 +257,17 @@ def _stage_key(stage: str, name: str, folder: Path, options: BuildOptions) -> st
         settings["model"] = _file_digest(folder / FP32)
         settings["budget"] = options.max_accuracy_drop
         settings["code"] = _source_digest(
-            ["quantize.py", "calibration.py", "evaluate.py", "timing.py", "runtime/session.py", "runtime/providers.py"]
+            [
+                "quantize.py",
+                "calibration.py",
+                "evaluate.py",
+                "timing.py",
+                "specs.py",
+                "parity.py",
+                "runtime/inputs.py",
+                "runtime/session.py",
+                "runtime/providers.py",
+            ]
         )
     else:
         settings["models"] = [_file_digest(folder / FP32), _file_digest(folder / QUANTIZED)]
@@ -269,6 +279,9 @@ def _stage_key(stage: str, name: str, folder: Path, options: BuildOptions) -> st
                 "stats.py",
                 "environment.py",
                 "runners.py",
+                "specs.py",
+                "runtime/inputs.py",
+                "runtime/cpuinfo.py",
                 "runtime/session.py",
                 "runtime/providers.py",
             ]

@@ -12,6 +12,7 @@ import click
 
 from edgenn.errors import EdgennError, first_line
 from edgenn.report import key_values, percent, render_bench, render_export, render_quantize, table, to_json
+from edgenn.runtime.providers import PRECISIONS
 
 
 class EdgennGroup(click.Group):
@@ -242,26 +243,34 @@ def _input_specs(_ctx: Any, _param: Any, values: tuple[str, ...]) -> tuple[Any, 
     return specs
 
 
-def _session_list(_ctx: Any, _param: Any, value: Any) -> tuple[str, ...]:
+def _session_list(_ctx: Any, _param: Any, value: Any, allow_all: bool = False) -> tuple[str, ...]:
     """Comma-separated (or repeated) PROVIDER[:DEVICE][:PRECISION] entries, checked by name now."""
-    from edgenn.runtime.session import SessionConfig
+    from edgenn.runtime.providers import provider_spec
+    from edgenn.runtime.session import parse_provider
 
     values = value if isinstance(value, (tuple, list)) else (value or "",)
     items = tuple(v.strip() for text in values for v in str(text).split(",") if v.strip())
     try:
         for item in items:
-            if item.lower() != "all":
-                SessionConfig.parse(item)
+            if allow_all and item.lower() == "all":
+                continue
+            provider = parse_provider(item)[0]
+            if provider.lower() != "auto":
+                provider_spec(provider)
     except EdgennError as exc:
-        raise click.BadParameter(str(exc)) from None
+        raise click.BadParameter(f"{exc}{'; bench also takes all' if allow_all else ''}") from None
     return items
 
 
+def _one_session(ctx: Any, param: Any, value: str) -> str:
+    items = _session_list(ctx, param, value)
+    if len(items) != 1:
+        raise click.BadParameter(f"give one provider, e.g. auto, cpu or openvino:bf16 (got {value!r})")
+    return items[0]
+
+
 def _bench_providers(ctx: Any, param: Any, value: Any) -> tuple[str, ...]:
-    try:
-        return _session_list(ctx, param, value)
-    except click.BadParameter as exc:
-        raise click.BadParameter(f"{exc.message}; bench also takes all") from None
+    return _session_list(ctx, param, value, allow_all=True)
 
 
 def _precision_list(_ctx: Any, _param: Any, value: str) -> tuple[str, ...]:
@@ -369,15 +378,13 @@ def export_command(
     "--provider",
     default="auto",
     show_default=True,
-    callback=lambda ctx, param, value: _session_list(ctx, param, value)[0],
+    callback=_one_session,
     help="auto (TensorRT, CUDA, OpenVINO, then CPU), cpu, openvino[:DEVICE], cuda, tensorrt.",
 )
 @click.option(
     "--precision",
-    type=click.Choice(["f32", "bf16", "f16"]),
-    default="f32",
-    show_default=True,
-    help="What the provider computes in (bf16/f16 where the device has them).",
+    type=click.Choice(list(PRECISIONS)),
+    help="What the provider computes in (bf16/f16 where the device has them) [f32, or the one --provider names].",
 )
 @click.option("--fallback", is_flag=True, help="Let the CPU provider run what the provider cannot (and say so).")
 @click.option("--threads", type=click.IntRange(min=1), help="onnxruntime intra-op threads (default: its own).")
@@ -388,7 +395,7 @@ def predict_command(
     input_path: str,
     top_k: int,
     provider: str,
-    precision: str,
+    precision: str | None,
     fallback: bool,
     threads: int | None,
     as_json: bool,
@@ -615,6 +622,11 @@ def quantize_command(
     callback=_precision_list,
     help="f32, bf16, f16 or a comma list: every provider at every precision its device offers.",
 )
+@click.option(
+    "--fallback",
+    is_flag=True,
+    help="Let the CPU provider run the nodes a provider refuses, instead of skipping that provider (and say so).",
+)
 @click.option("--threads", default="1", show_default=True, callback=_int_list, help="Thread counts, e.g. 1,2.")
 @click.option(
     "--batch", "batches", default="1", show_default=True, callback=_int_list, help="Batch sizes, e.g. 1,8,64."
@@ -644,6 +656,7 @@ def bench_command(
     weights: str | None,
     providers: tuple[str, ...],
     precisions: tuple[str, ...],
+    fallback: bool,
     threads: tuple[int, ...],
     batches: tuple[int, ...],
     warmup: int,
@@ -672,6 +685,7 @@ def bench_command(
     options = BenchOptions(
         providers=providers,
         precisions=precisions,
+        fallback=fallback,
         threads=threads,
         batches=batches,
         warmup=warmup,

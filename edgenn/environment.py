@@ -136,17 +136,15 @@ def _usable_cores() -> int:
 
 
 def _providers() -> list[str]:
-    """onnxruntime's built-in providers, then the plugin providers that offer a device here."""
+    """onnxruntime's built-in providers, then the plugin providers that offer a device here. Plugins are
+    listed once something has asked for them: the environment is read without loading any."""
     try:
-        from edgenn.runtime.providers import PROVIDERS, available_providers, present
+        from edgenn.runtime.providers import PROVIDERS, available_providers, registered_plugins
 
-        plugins = [PROVIDERS[name].ort_name for name in present() if PROVIDERS[name].plugin_module]
-        return list(dict.fromkeys([n for n in available_providers() if n not in _PLUGIN_NAMES] + plugins))
+        plugins = {spec.ort_name for spec in PROVIDERS.values() if spec.plugin_module}
+        return [n for n in available_providers() if n not in plugins] + registered_plugins()
     except ImportError:
         return []
-
-
-_PLUGIN_NAMES = ("OpenVINOExecutionProvider",)  # listed only where the plugin offers a device here
 
 
 def _gpus() -> tuple[str, ...]:

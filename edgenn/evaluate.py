@@ -22,8 +22,7 @@ from edgenn import timing
 from edgenn.calibration import Samples
 from edgenn.errors import InputError
 from edgenn.parity import Tolerance, compare
-from edgenn.runtime.session import OrtRunner, SessionConfig
-from edgenn.runtime.session import open_session as open_runner
+from edgenn.runtime.session import OrtRunner, SessionConfig, open_session
 
 # Kernels that compute in int8 (weights and activations), and the float ones they replace.
 INT8_COMPUTE_OPS = frozenset(
@@ -225,7 +224,7 @@ class Evaluation:
         }
 
 
-def open_session(
+def evaluation_runner(
     path: str | os.PathLike[str] | bytes,
     threads: int = 1,
     optimized_path: str | None = None,
@@ -237,7 +236,7 @@ def open_session(
     if not optimize:
         config = replace(config, graph_optimization="disable")
     name = "<bytes>" if isinstance(path, (bytes, bytearray)) else Path(path).name
-    return open_runner(path, config, name=name, optimized_path=optimized_path)
+    return open_session(path, config, name=name, optimized_path=optimized_path)
 
 
 def predict(runner: OrtRunner, samples: Samples, fixed_batch: int | None = None) -> list[np.ndarray]:
@@ -298,7 +297,7 @@ def optimised_kernels(path: str | os.PathLike[str], threads: int = 1) -> Kernels
 
     with tempfile.TemporaryDirectory(prefix="edgenn-kernels-") as tmp:
         saved = os.path.join(tmp, "optimised.onnx")
-        open_session(path, threads, optimized_path=saved)
+        evaluation_runner(path, threads, optimized_path=saved)
         graph = onnx.load(saved, load_external_data=False).graph
     counts = Counter(node.op_type for node in graph.node)
     return Kernels(
@@ -320,7 +319,7 @@ def fp16_coverage(path: str | os.PathLike[str]) -> tuple[int, int, tuple[str, ..
     converted = _float_types(onnx.load(str(path)))
     with tempfile.TemporaryDirectory(prefix="edgenn-fp16-") as tmp:
         saved = os.path.join(tmp, "placed.onnx")
-        open_session(path, 1, optimized_path=saved, optimize=False)
+        evaluation_runner(path, 1, optimized_path=saved, optimize=False)
         placed = _float_types(onnx.load(saved))
     # data movement takes whatever precision its neighbours have: only the nodes that compute count
     candidates = {key for key, kind in converted.items() if kind == "fp16" and _op(key) not in DATA_MOVEMENT_OPS}
@@ -389,7 +388,7 @@ def evaluate(
     if samples.labels is None:
         raise InputError(f"evaluation data from {samples.source} has no labels")
     configs = evaluation_configs(sessions, options.threads)
-    pairs = [(open_session(fp32_path, config=c), open_session(quantized_path, config=c)) for c in configs]
+    pairs = [(evaluation_runner(fp32_path, config=c), evaluation_runner(quantized_path, config=c)) for c in configs]
     outputs = [(predict(ref, samples, fixed_batch), predict(cand, samples, fixed_batch)) for ref, cand in pairs]
     ref_out, cand_out = outputs[0]
     agreement, max_abs = compare_outputs(ref_out, cand_out)

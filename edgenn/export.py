@@ -523,7 +523,7 @@ def _validation_summary(report: ValidationReport) -> dict[str, Any]:
                     (o.argmax_agreement for o in p.outputs if o.argmax_agreement is not None), default=None
                 ),
             }
-            for label, p in report.parity
+            for label, p in (*report.parity, *report.provider_parity)
         ],
         "dynamic_dims": report.dynamic_dims,
     }

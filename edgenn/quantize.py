@@ -45,9 +45,9 @@ from edgenn.evaluate import (
     accuracy,
     evaluate,
     evaluation_configs,
+    evaluation_runner,
     measured_batches,
     median_latencies,
-    open_session,
     optimised_kernels,
     predict,
 )
@@ -276,7 +276,7 @@ def read_model(path: str | os.PathLike[str]) -> _Source:
     except Exception as exc:
         raise ModelFileError(f"{str(path)!r} is not a valid ONNX model ({first_line(exc)})") from None
     _refuse_quantized(model, path)
-    inputs = open_session(path).inputs
+    inputs = evaluation_runner(path).inputs
     return _Source(path, model, inputs, fixed_batch(inputs))
 
 
@@ -685,12 +685,12 @@ class _Judge:
         self.shop, self.samples = shop, samples
         self.threads = shop.options.latency.threads
         self.config = evaluation_configs(shop.options.sessions()[:1], self.threads)[0]
-        self.fp32 = open_session(shop.source.path, config=self.config)
+        self.fp32 = evaluation_runner(shop.source.path, config=self.config)
         self.reference = predict(self.fp32, samples, shop.source.fixed_batch)
         self.fp32_accuracy = accuracy(self.reference, samples.labels)
 
     def score(self, built: _Built) -> _Score:
-        outputs = predict(open_session(built.path, config=self.config), self.samples, self.shop.source.fixed_batch)
+        outputs = predict(evaluation_runner(built.path, config=self.config), self.samples, self.shop.source.fixed_batch)
         acc = accuracy(outputs, self.samples.labels)
         error = float(np.mean(np.abs(outputs[0].astype(np.float64) - self.reference[0])))
         return _Score(acc, 100.0 * (self.fp32_accuracy - acc), error)
@@ -699,7 +699,7 @@ class _Judge:
         """Throughput of each build against fp32 at the largest measured batch, all interleaved in one loop."""
         options = self.shop.options.latency
         batches, _ = measured_batches(options, self.shop.source.fixed_batch)
-        sessions = [self.fp32] + [open_session(b.path, config=self.config) for b in builds]
+        sessions = [self.fp32] + [evaluation_runner(b.path, config=self.config) for b in builds]
         times = median_latencies(sessions, self.samples, max(batches), options)
         return [times[0] / t for t in times[1:]]
 
@@ -821,7 +821,7 @@ def _keep_costliest_in_float(
 def _check_loads(model_bytes: bytes, recipe: str) -> None:
     """What is written must be what was evaluated: a file onnxruntime loads."""
     try:
-        open_session(model_bytes)
+        evaluation_runner(model_bytes)
     except EdgennError as exc:
         raise EdgennError(f"the {recipe} model came out unloadable ({exc}); nothing was written") from None
 
@@ -880,6 +880,7 @@ def _finalise(built: _Built, source: _Source, evaluation: Evaluation, calib: str
             "kept_float": [{"node": k.node, "op_type": k.op_type, "reason": k.reason} for k in built.kept],
             "calibration": calib,
             "evaluation": {
+                "provider": evaluation.providers[0].provider if evaluation.providers else "cpu",
                 "data": evaluation.data,
                 "samples": evaluation.samples,
                 "fp32_accuracy": round(evaluation.fp32_accuracy, 6),

@@ -209,6 +209,8 @@ def render_quantize(result: Any) -> str:
     e = result.evaluation
     k = e.kernels
     title = f"{result.source} -> {result.output} ({result.recipe.name})"
+    if e.providers and e.providers[0].provider != "cpu":
+        title += f", measured on {e.providers[0].provider}"
     rows: list[tuple[Any, ...]] = [
         (
             f"accuracy ({e.data}, {e.samples})",

@@ -92,8 +92,11 @@ def time_calls(call: Callable[[], Any], count: int) -> np.ndarray:
 
 
 def warm_seconds(call: Callable[[], Any], count: int) -> float:
-    """Warm a call up; the median of the second half of those calls, in seconds (what plan_rounds takes)."""
-    warm = time_calls(call, max(count, 1))
+    """Warm a call up `count` times; the median of the second half of those calls, in seconds (what
+    plan_rounds takes), or 0.0 where there were none."""
+    if count < 1:
+        return 0.0
+    warm = time_calls(call, count)
     return float(np.median(warm[len(warm) // 2 :])) / 1e9
 
 

@@ -17,8 +17,7 @@ import numpy as np
 from edgenn import _callable_stage
 from edgenn.errors import EdgennError, first_line
 from edgenn.parity import ParityReport, Tolerance, compare
-from edgenn.runtime.session import OrtRunner, SessionConfig
-from edgenn.runtime.session import open_session as open_runner
+from edgenn.runtime.session import OrtRunner, SessionConfig, open_session
 from edgenn.specs import Runner, TensorSpec
 
 Feeds = dict[str, np.ndarray]
@@ -142,11 +141,11 @@ def tolerance_for(config: SessionConfig, f32: Tolerance) -> tuple[Tolerance, str
     return f32, "f32 on every provider: the same arithmetic, summed in another order"
 
 
-def open_session(path: Path, config: SessionConfig = SessionConfig()) -> tuple[StageResult, OrtRunner | None]:
+def session_stage(path: Path, config: SessionConfig = SessionConfig()) -> tuple[StageResult, OrtRunner | None]:
     stage = "onnxruntime session" + ("" if config == SessionConfig() else f" ({config.label})")
     started = time.perf_counter()
     try:
-        runner = open_runner(path, config, name=path.name)
+        runner = open_session(path, config, name=path.name)
     except EdgennError as exc:
         return StageResult(stage, False, time.perf_counter() - started, str(exc)), None
     return StageResult(stage, True, time.perf_counter() - started, f"created on {runner.info.summary}"), runner
@@ -230,8 +229,8 @@ def validate(
     notes: list[str] = []
     built: Sequence[ParityCase] | None = None
     for config in (SessionConfig(), *(c for c in on if c != SessionConfig())):
-        session_stage, runner = open_session(path, config)
-        stages.append(session_stage)
+        stage, runner = session_stage(path, config)
+        stages.append(stage)
         if runner is None:
             break
         built = cases() if built is None else built

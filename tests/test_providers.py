@@ -184,3 +184,37 @@ def test_predict_with_a_provider_that_is_not_here_is_one_line(tmp_path, monkeypa
         "predict", MODELS / "lenet5" / "model.onnx", tmp_path / "x.npy", "--provider", "openvino", "--fallback"
     )
     assert fell_back.exit_code == 0 and "the CPU provider runs it instead" in fell_back.output
+
+
+@needs_openvino
+def test_bench_takes_a_precision_written_in_the_provider_and_measures_each_configuration_once():
+    from edgenn.bench import session_plan
+
+    plan, skipped = session_plan(["openvino:bf16", "openvino", "openvino:CPU", "cpu:bf16"], ["f32", "f16"])
+    assert [c.label for c in plan] == ["openvino bf16", "openvino"]
+    reasons = {s.provider: s.reason for s in skipped}
+    assert set(reasons) == {"cpu bf16"} | (
+        {"openvino f16"} if "f16" not in providers.pick_device("openvino", None).precisions else set()
+    )
+
+
+@needs_openvino
+def test_bench_fallback_lets_the_cpu_provider_take_refused_nodes():
+    path = MODELS / "lstm" / "model.quant.onnx"
+    strict = bench(
+        [path], options=BenchOptions(providers=("cpu", "openvino"), batches=(2,), inputs=_sequence(), **QUICK)
+    )
+    assert [r.provider for r in strict.results] == ["cpu"]
+    assert "(DynamicQuantizeLSTM)" in strict.skipped[0].reason
+    loose = bench(
+        [path],
+        options=BenchOptions(providers=("cpu", "openvino"), fallback=True, batches=(2,), inputs=_sequence(), **QUICK),
+    )
+    ov = [r for r in loose.results if r.provider == "openvino"][0]
+    assert "23 of 24 nodes" in ov.placement and "the CPU provider runs 1 of 24 nodes" in ov.placement
+
+
+def _sequence():
+    from edgenn.specs import TensorSpec
+
+    return (TensorSpec("input", ("batch", 8, 8)),)

@@ -8,6 +8,7 @@ that edgenn's OpenVINO code paths can be tested and measured with the real plugi
 such machines. edgenn itself never does this: a user on AMD gets a one-line error naming the gate.
 
     import openvino_vendor_gate; openvino_vendor_gate.lift()   # before the first OpenVINO session
+    python tools/openvino_vendor_gate.py bench m.onnx --provider cpu,openvino   # any edgenn command
 
 How: onnxruntime's C API table (OrtApi) is a read-only array of function pointers inside its
 Python extension. The accessor is found by its machine code (the OrtHardwareDevice getters are
@@ -22,6 +23,7 @@ import ctypes
 import mmap
 import os
 import platform
+import sys
 
 INTEL = 0x8086
 _ENDBR64 = bytes.fromhex("f30f1efa")
@@ -97,3 +99,16 @@ def _mapped(library: str) -> list[tuple[int, int, str]]:
                 start, end = (int(x, 16) for x in parts[0].split("-"))
                 segments.append((start, end, parts[1]))
     return segments
+
+
+def main(argv: list[str]) -> None:
+    """Run an edgenn command (`edgenn ARGS...`) with the gate lifted."""
+    lift()
+    from edgenn.cli import main as edgenn
+
+    sys.argv = ["edgenn", *argv]
+    edgenn()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from edgenn.errors import EdgennError, InputError, ModelFileError, ProviderError
+from edgenn.errors import InputError, ModelFileError, ProviderError
 from edgenn.runtime.image import array_to_grey, picture_to_input, read_picture
 from edgenn.runtime.inputs import InputCheck, check_feeds
 from edgenn.runtime.session import SessionConfig, SessionInfo, clean_ort_message, open_session
@@ -44,7 +44,8 @@ class Model:
     onnxruntime provider names (the first is the one asked for). One that cannot run here is an
     error unless `fallback` is true: the CPU provider then takes over, and `session_info.note`
     says why. `precision` is what the provider computes in (f32, or bf16 / f16 where the device
-    has them), `threads` caps its intra-op threads (None: its default). A full `SessionConfig`
+    has them; None: the one `providers` names, else f32), `threads` caps its intra-op threads
+    (None: its default). A full `SessionConfig`
     (`config=`) replaces all of those. With `check_finite`, NaN or Inf in a float input is
     rejected before it reaches the model.
     """
@@ -56,11 +57,9 @@ class Model:
         threads: int | None = None,
         check_finite: bool = False,
         fallback: bool = False,
-        precision: str = "f32",
+        precision: str | None = None,
         config: SessionConfig | None = None,
     ) -> None:
-        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-            raise EdgennError(f"threads must be a positive whole number or None, got {threads!r}")
         self.path = "<bytes>" if isinstance(path, (bytes, bytearray)) else str(path)
         if config is None:
             config = session_config(providers, threads=threads, precision=precision, fallback=fallback)
@@ -282,7 +281,7 @@ def _preprocessing_of(metadata: Mapping[str, str], path: str) -> Preprocessing |
 
 
 def session_config(
-    providers: str | Sequence[str], threads: int | None = None, precision: str = "f32", fallback: bool = False
+    providers: str | Sequence[str], threads: int | None = None, precision: str | None = None, fallback: bool = False
 ) -> SessionConfig:
     """A SessionConfig from Model's arguments: ``"openvino:GPU"``, ``"cuda"``, a list of ORT names, ..."""
     if not isinstance(providers, str):

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from edgenn.errors import ProviderError
@@ -85,9 +85,6 @@ CHOICES = ("auto", *PROVIDERS)
 # Nodes a provider does not take go to the next in its chain (onnxruntime places node by node).
 CHAINS = {"cpu": (CPU,), "openvino": (OPENVINO, CPU), "cuda": (CUDA, CPU), "tensorrt": (TENSORRT, CUDA, CPU)}
 
-# Backwards-compatible view: short name -> the chain of onnxruntime provider names.
-SHORT_NAMES: dict[str, tuple[str, ...]] = {**CHAINS, "trt": CHAINS["tensorrt"]}
-PREFERENCE = tuple(PROVIDERS[name].ort_name for name in AUTO_ORDER)
 
 
 def provider_spec(name: str) -> ProviderSpec:
@@ -163,6 +160,12 @@ def unavailable_reason(name: str) -> str | None:
     return None
 
 
+def registered_plugins() -> list[str]:
+    """onnxruntime names of the plugin providers registered in this process that offer a device here
+    (none is registered before it is first asked for)."""
+    return [PROVIDERS[name].ort_name for name, found in _REGISTERED.items() if found]
+
+
 def present() -> list[str]:
     """Short names of the providers that can run here, in "auto"'s order of preference."""
     return [name for name in AUTO_ORDER if unavailable_reason(name) is None]
@@ -173,6 +176,9 @@ def pick_device(name: str, wanted: str | None) -> Device:
     spec = provider_spec(name)
     offered = devices(name)
     target = (wanted or spec.default_device or offered[0].name).strip()
+    if spec.gpu and not spec.plugin_module and target.isdigit():
+        # onnxruntime does not list CUDA devices: any id is taken, and a wrong one fails at session creation
+        return replace(offered[0], name=target, description=f"CUDA device {target}")
     for device in offered:
         # "GPU" takes the first GPU (GPU.0); names compare without case
         if device.name.lower() == target.lower() or device.name.split(".")[0].lower() == target.lower():
@@ -306,8 +312,11 @@ def resolve_choice(choice: str | Sequence[str], fallback: bool = False) -> str:
 
 
 def load_config_json(device: Device, precision: str, threads: int | None) -> str:
-    """OpenVINO's per-device settings, as the plugin takes them (its own option names are ignored)."""
+    """OpenVINO's per-device settings, as the plugin takes them (its own option names are ignored).
+
+    Keyed by the device kind OpenVINO documents for load_config (CPU, GPU, NPU): the plugin opens the
+    session on the one device it was given, so the kind is enough."""
     settings = {"INFERENCE_PRECISION_HINT": precision, "NUM_STREAMS": "1"}
     if threads is not None and device.kind == "cpu":
         settings["INFERENCE_NUM_THREADS"] = str(threads)
-    return json.dumps({device.name.split(".")[0] if device.kind == "cpu" else device.name: settings})
+    return json.dumps({device.kind.upper(): settings})

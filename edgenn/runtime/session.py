@@ -15,6 +15,7 @@ import json
 import os
 import re
 import time
+import warnings
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -79,37 +80,29 @@ class SessionConfig:
                 f"{', '.join(GRAPH_OPTIMIZATIONS)}"
             )
         device = self.device.strip() if isinstance(self.device, str) and self.device.strip() else None
+        if provider != "auto" and device is not None and device.upper() == str(PROVIDERS[provider].default_device):
+            device = None  # "openvino:CPU" is "openvino": one configuration, one name
         return replace(
             self,
             provider=provider,
             precision=precision,
             device=device,
-            disabled_optimizers=tuple(self.disabled_optimizers),
-            config_entries=tuple((str(k), str(v)) for k, v in self.config_entries),
-            provider_options=tuple((str(k), str(v)) for k, v in self.provider_options),
+            disabled_optimizers=tuple(dict.fromkeys(self.disabled_optimizers)),
+            # order-free, so that equal settings compare equal (a key given twice: the last wins)
+            config_entries=tuple(sorted(dict((str(k), str(v)) for k, v in self.config_entries).items())),
+            provider_options=tuple(sorted(dict((str(k), str(v)) for k, v in self.provider_options).items())),
         )
 
     @classmethod
-    def parse(cls, text: str, **others: Any) -> SessionConfig:
-        """``PROVIDER[:DEVICE][:PRECISION]``, e.g. ``cpu``, ``openvino:bf16``, ``openvino:GPU:f16``, ``cuda:1``."""
-        parts = [p.strip() for p in text.split(":")]
-        if not parts[0]:
-            raise ProviderError(f"bad provider {text!r}: write PROVIDER[:DEVICE][:PRECISION], e.g. openvino:bf16")
-        device = precision = None
-        for part in parts[1:]:
-            if part.lower() in _providers.PRECISIONS and precision is None:
-                precision = part.lower()
-            elif part and device is None and part.lower() not in _providers.PRECISIONS:
-                device = part
-            else:
-                raise ProviderError(
-                    f"bad provider {text!r}: write PROVIDER[:DEVICE][:PRECISION], e.g. openvino:GPU:f16 "
-                    f"(precisions: {', '.join(_providers.PRECISIONS)})"
-                )
-        fields = {"provider": parts[0], "device": device, **others}
-        if precision:
-            fields["precision"] = precision
-        return cls(**fields).checked()
+    def parse(cls, text: str, precision: str | None = None, **others: Any) -> SessionConfig:
+        """``PROVIDER[:DEVICE][:PRECISION]``, e.g. ``cpu``, ``openvino:bf16``, ``openvino:GPU:f16``, ``cuda:1``.
+
+        `precision` applies where the text names none; a text and a `precision` that disagree are an error.
+        """
+        provider, device, written = parse_provider(text)
+        if written and precision and precision.strip().lower() != written:
+            raise ProviderError(f"{text!r} asks for {written} and the precision given is {precision}: give one")
+        return cls(provider=provider, device=device, precision=written or precision or "f32", **others).checked()
 
     @property
     def label(self) -> str:
@@ -152,10 +145,30 @@ class SessionConfig:
         ).checked()
 
 
+def parse_provider(text: str) -> tuple[str, str | None, str | None]:
+    """``PROVIDER[:DEVICE][:PRECISION]`` -> (provider, device or None, precision or None)."""
+    parts = [p.strip() for p in str(text).split(":")]
+    precisions = ", ".join(_providers.PRECISIONS)
+    usage = f"write PROVIDER[:DEVICE][:PRECISION], e.g. openvino:GPU:f16 (precisions: {precisions})"
+    if not parts[0]:
+        raise ProviderError(f"bad provider {text!r}: {usage}")
+    device = precision = None
+    for part in parts[1:]:
+        if part.lower() in _providers.PRECISIONS and precision is None:
+            precision = part.lower()
+        elif part and device is None and part.lower() not in _providers.PRECISIONS:
+            device = part
+        else:
+            raise ProviderError(f"bad provider {text!r}: {usage}")
+    return parts[0], device, precision
+
+
 # ---------------------------------------------------------------------------- what really ran
 @dataclass(frozen=True)
 class SessionInfo:
-    """Where a session really runs: read back from onnxruntime, not assumed from what was asked."""
+    """Where a session runs. The providers and the nodes each took are read back from onnxruntime;
+    the device and precision are those the provider was configured with (onnxruntime does not report
+    what OpenVINO compiled; the tests check that bf16 changes the outputs and f32 does not)."""
 
     requested: str  # the configuration's label, as asked
     provider: str  # short name of the provider the session runs on
@@ -291,61 +304,131 @@ def open_session(
     """Open `model` (a path or the bytes of an ONNX file) as `config` says, and read back where it runs.
 
     Raises ModelFileError for a file onnxruntime cannot load, ProviderError for a provider, device
-    or precision that is not here, or a model the provider cannot compile or run whole (unless
-    `config.fallback`: the CPU provider then takes over, and `runner.info.note` says why).
-    `optimized_path` saves the graph onnxruntime optimised (what the CPU kernels run).
+    or precision that is not here, or a model the provider cannot compile, start on or run whole
+    (unless `config.fallback`: the CPU provider then takes over, and `runner.info.note` says why).
+    "auto" tries TensorRT, CUDA, OpenVINO and the CPU in turn, taking the first that runs the whole
+    model, and notes what it passed over. `optimized_path` saves the graph onnxruntime optimised.
     """
     config = config.checked()
-    label = name or ("<bytes>" if isinstance(model, (bytes, bytearray)) else str(model))
-    source = bytes(model) if isinstance(model, (bytes, bytearray)) else _checked_file(str(model))
-    started = time.perf_counter()
-    provider, note = _choose_provider(config)
-    if provider == "cpu" and config.provider not in ("cpu", "auto") and config.precision != "f32":
-        note += f"; the CPU provider computes in f32, not {config.precision}"
-    as_asked = provider == config.provider or config.provider == "auto"
-    device = _providers.pick_device(provider, config.device if as_asked else None)
-    precision = config.precision if as_asked else "f32"
-    problem = _precision_problem(provider, device, precision)
+    opening = _Opening(
+        bytes(model) if isinstance(model, (bytes, bytearray)) else _checked_file(str(model)),
+        name or ("<bytes>" if isinstance(model, (bytes, bytearray)) else str(model)),
+        optimized_path,
+        verbose,
+        time.perf_counter(),
+    )
+    if config.provider == "auto":
+        return _open_first(opening, config)
+    reason = _providers.unavailable_reason(config.provider)
+    if reason is not None:
+        if not config.fallback:
+            raise ProviderError(reason)
+        return _open_on_cpu(opening, config, f"{reason.split('; ')[0]}; the CPU provider runs it instead")
+    try:
+        return _open_on(opening, config)
+    except _Refused as refused:
+        if not config.fallback:
+            raise ProviderError(refused.message) from None
+        if refused.runner is not None:  # it runs, with the CPU provider taking the nodes it refused
+            return refused.runner
+        return _open_on_cpu(opening, config, refused.note)
+
+
+@dataclass(frozen=True)
+class _Opening:
+    """What every attempt at opening one model shares."""
+
+    source: str | bytes
+    label: str
+    optimized_path: str | os.PathLike[str] | None
+    verbose: bool
+    started: float
+
+
+def _open_first(opening: _Opening, config: SessionConfig) -> OrtRunner:
+    """"auto": the first provider present that runs the whole model; the CPU provider in the end."""
+    passed_over = []
+    for provider in _providers.present():
+        if provider == "cpu":
+            break
+        if _precision_problem(provider, _providers.pick_device(provider, None), config.precision):
+            passed_over.append(f"{provider} has no {config.precision}")
+            continue
+        try:
+            runner = _open_on(opening, replace(config, provider=provider, device=None))
+        except _Refused as refused:
+            passed_over.append(refused.note.split("; ")[0])
+            continue
+        return _noted(runner, config, _passed_over(passed_over))
+    return _open_on_cpu(opening, config, _passed_over(passed_over))
+
+
+def _passed_over(reasons: Sequence[str]) -> str:
+    return f"auto passed over {'; '.join(reasons)}" if reasons else ""
+
+
+def _noted(runner: OrtRunner, config: SessionConfig, note: str) -> OrtRunner:
+    """The runner, its info saying what was asked and why it runs where it does."""
+    requested = "auto" if config.provider == "auto" else config.label
+    info = replace(runner.info, requested=requested, note="; ".join(filter(None, (note, runner.info.note))))
+    return OrtRunner(runner.session, info, runner.name)
+
+
+class _Refused(Exception):
+    """The provider is here but does not run this model whole: `message` for an error, `note` for a
+    fall-back, and `runner` where the session runs with the CPU provider taking some nodes."""
+
+    def __init__(self, message: str, note: str, runner: OrtRunner | None = None) -> None:
+        super().__init__(message)
+        self.message, self.note, self.runner = message, note, runner
+
+
+def _open_on(opening: _Opening, config: SessionConfig) -> OrtRunner:
+    """A session on `config.provider` that runs the whole model there; _Refused where it does not."""
+    provider, label = config.provider, opening.label
+    device = _providers.pick_device(provider, config.device)
+    problem = _precision_problem(provider, device, config.precision)
     if problem:
         raise ProviderError(problem)
     try:
-        session = _create(source, config, provider, device, precision, optimized_path, verbose)
+        session = _create(opening.source, config, provider, device, opening.optimized_path, opening.verbose)
     except _CreateFailed as failure:
-        if provider == "cpu":
-            raise ModelFileError(_load_failure(label, source, failure.cause)) from None
-        cause = _clean_ort_message(str(failure.cause))
-        if not _loads_on_cpu(source):
-            raise ModelFileError(_load_failure(label, source, failure.cause)) from None
-        if not config.fallback:
-            raise ProviderError(
-                f"{provider} could not compile {label}: {cause}; run it on --provider cpu, or allow the CPU "
-                "provider to take over (fallback)"
-            ) from None
-        note = f"{provider} could not compile the model ({cause}); the CPU provider runs it"
-        provider, device, precision = "cpu", _providers.pick_device("cpu", None), "f32"
-        session = _create(
-            source, replace(config, provider="cpu"), provider, device, precision, optimized_path, verbose, wrap=False
+        on_cpu = failure if provider == "cpu" else _cpu_failure(opening.source)
+        if on_cpu is not None:  # the file itself is the problem, not the provider
+            raise ModelFileError(_load_failure(label, opening.source, on_cpu.cause)) from None
+        cause = clean_ort_message(str(failure.cause))
+        raise _Refused(
+            f"{provider} could not compile {label}: {cause}; run it on the cpu provider, or allow the CPU "
+            "provider to take over (fallback)",
+            f"{provider} could not compile the model ({cause}); the CPU provider runs it",
+        ) from None
+    info = _read_back(session, config, device, time.perf_counter() - opening.started)
+    spec = PROVIDERS[provider]
+    if spec.ort_name not in info.providers:  # a GPU provider whose libraries did not load
+        raise _Refused(
+            f"onnxruntime could not start {spec.ort_name} (its libraries may be missing) and would run on "
+            f"{', '.join(info.providers)}; fix the install, run on the cpu provider, or allow a fall-back",
+            f"onnxruntime could not start {spec.ort_name}; the CPU provider runs it",
         )
-    info = _read_back(session, config, provider, device, precision, note, time.perf_counter() - started)
-    if info.refused and PROVIDERS[provider].strict_placement and config.fallback:
+    if info.refused and spec.strict_placement:
         more = ", ..." if len(info.refused) > 1 else ""
         left = f"the CPU provider runs {len(info.refused)} of {info.node_count} nodes ({info.refused[0]}{more})"
-        info = replace(info, note="; ".join(filter(None, (info.note, f"{left}: {provider} cannot"))))
-    elif info.refused and PROVIDERS[provider].strict_placement:
-        raise ProviderError(
+        raise _Refused(
             f"{provider} cannot run node {info.refused[0]} of {label} ({len(info.refused)} of {info.node_count} "
-            f"nodes left to the CPU provider); run it on --provider cpu, or let the CPU provider take those "
-            "nodes (fallback)"
+            "nodes left to the CPU provider); run it on the cpu provider, or let the CPU provider take those "
+            "nodes (fallback)",
+            f"{provider} cannot run node {info.refused[0]}",
+            OrtRunner(session, replace(info, note=f"{left}: {provider} cannot"), label),
         )
-    if PROVIDERS[provider].ort_name not in info.providers:  # a GPU provider whose libraries did not load
-        if not config.fallback:
-            raise ProviderError(
-                f"onnxruntime could not start {PROVIDERS[provider].ort_name} (its libraries may be missing) and "
-                f"would run on {', '.join(info.providers)}; fix the install, choose --provider cpu, or allow a "
-                "fall-back"
-            )
-        info = replace(info, note=f"{PROVIDERS[provider].ort_name} did not start; onnxruntime runs it on the CPU")
     return OrtRunner(session, info, label)
+
+
+def _open_on_cpu(opening: _Opening, config: SessionConfig, note: str) -> OrtRunner:
+    """The CPU provider in place of the one asked (its own device, f32: a bf16 ask is noted)."""
+    if config.precision != "f32":
+        note = "; ".join(filter(None, (note, f"the CPU provider computes in f32, not {config.precision}")))
+    cpu = replace(config, provider="cpu", device=None, precision="f32", provider_options=())
+    return _noted(_open_on(opening, cpu), config, note)
 
 
 def unavailable(config: SessionConfig) -> str | None:
@@ -372,18 +455,6 @@ def _precision_problem(provider: str, device: Device, precision: str) -> str | N
     )
 
 
-def _choose_provider(config: SessionConfig) -> tuple[str, str]:
-    """(short name to open the session on, a note when that is a fall-back)."""
-    if config.provider == "auto":
-        return _providers.resolve_choice("auto"), ""
-    reason = _providers.unavailable_reason(config.provider)
-    if reason is None:
-        return config.provider, ""
-    if not config.fallback:
-        raise ProviderError(reason)
-    return "cpu", f"{reason.split('; ')[0]}; the CPU provider runs it instead"
-
-
 class _CreateFailed(Exception):
     def __init__(self, cause: BaseException) -> None:
         super().__init__(str(cause))
@@ -395,10 +466,8 @@ def _create(
     config: SessionConfig,
     provider: str,
     device: Device,
-    precision: str,
     optimized_path: str | os.PathLike[str] | None,
     verbose: bool,
-    wrap: bool = True,
 ) -> Any:
     """The InferenceSession, built the way its provider wants it."""
     import onnxruntime as ort
@@ -422,15 +491,16 @@ def _create(
         arguments["disabled_optimizers"] = list(config.disabled_optimizers)
     if spec.plugin_module:
         # Plugin providers take their devices through the session options, and no `providers=`.
-        plugin_options = {"load_config": _providers.load_config_json(device, precision, config.threads), **extra}
+        plugin_options = {"load_config": _providers.load_config_json(device, config.precision, config.threads), **extra}
         options.add_provider_for_devices([device.handle], plugin_options)
     else:
-        arguments["providers"] = _provider_list(provider, device, precision, extra)
+        arguments["providers"] = _provider_list(provider, device, config.precision, extra)
     try:
-        return ort.InferenceSession(source, **arguments)
+        with warnings.catch_warnings():
+            if not verbose:  # "Specified provider ... is not in available provider names": edgenn says it better
+                warnings.simplefilter("ignore")
+            return ort.InferenceSession(source, **arguments)
     except Exception as exc:  # onnxruntime raises a dozen unrelated types for bad files and providers
-        if not wrap:
-            raise ModelFileError(f"onnxruntime cannot load the model: {_clean_ort_message(str(exc))}") from None
         raise _CreateFailed(exc) from None
 
 
@@ -449,9 +519,8 @@ def _provider_list(provider: str, device: Device, precision: str, extra: dict[st
     ]
 
 
-def _read_back(
-    session: Any, config: SessionConfig, provider: str, device: Device, precision: str, note: str, seconds: float
-) -> SessionInfo:
+def _read_back(session: Any, config: SessionConfig, device: Device, seconds: float) -> SessionInfo:
+    provider = config.provider
     placed: Counter[str] = Counter()
     refused: list[str] = []
     primary = PROVIDERS[provider].ort_name
@@ -465,27 +534,27 @@ def _read_back(
             if subgraph.ep_name != primary:
                 refused.append(f"{node.name or '?'} ({node.op_type})")
     return SessionInfo(
-        requested=config.label if config.provider != "auto" else "auto",
+        requested=config.label,
         provider=provider,
         device=device.name,
         device_description=device.description,
-        precision=precision,
+        precision=config.precision,
         threads=config.threads,
         providers=tuple(session.get_providers()),
         nodes=tuple(placed.most_common()),
         refused=tuple(refused) if provider != "cpu" else (),
-        note=note.strip("; "),
         seconds=seconds,
     )
 
 
-def _loads_on_cpu(source: str | bytes) -> bool:
-    """Whether the CPU provider takes the file: tells a provider's refusal from a broken file."""
+def _cpu_failure(source: str | bytes) -> _CreateFailed | None:
+    """Why the CPU provider refuses the file, or None where it takes it: tells a provider's refusal
+    from a broken file."""
     try:
-        _create(source, SessionConfig(), "cpu", _providers.pick_device("cpu", None), "f32", None, False)
-    except _CreateFailed:
-        return False
-    return True
+        _create(source, SessionConfig(), "cpu", _providers.pick_device("cpu", None), None, False)
+    except _CreateFailed as failure:
+        return failure
+    return None
 
 
 # ------------------------------------------------------------------------------- graph specs
@@ -551,7 +620,7 @@ def _load_failure(path: str, source: str | bytes, exc: BaseException) -> str:
         if head == b"\x08":
             return f"{path} is a truncated or corrupt ONNX file (protobuf parsing failed); export it again"
         return f"{path} is not an ONNX model (protobuf parsing failed); give a .onnx file"
-    return f"onnxruntime {ort.__version__} cannot load {path}: {_clean_ort_message(text)}"
+    return f"onnxruntime {ort.__version__} cannot load {path}: {clean_ort_message(text)}"
 
 
 def _first_byte(path: str) -> bytes:
@@ -576,7 +645,6 @@ def clean_ort_message(text: str, limit: int = 420) -> str:
     return message
 
 
-_clean_ort_message = clean_ort_message
 
 __all__ = [
     "GRAPH_OPTIMIZATIONS",
