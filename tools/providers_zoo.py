@@ -156,8 +156,13 @@ def main(argv: list[str] | None = None) -> int:
         skipped += not_run
     environment = collect_environment()
     print(render(rows, environment))
-    for s in skipped:
-        print(f"skipped {s['model']} {s['file']} on {s['provider']}: {s['reason']}")
+    for line in dict.fromkeys(
+        f"skipped {s['model']} {s['file']} on {s['provider']}: {s['reason']}"
+        if s["file"] != "*"
+        else f"skipped {s['provider']}: {s['reason']}"
+        for s in skipped
+    ):
+        print(line)
     print(f"\n{time.perf_counter() - started:.0f} s; * = calls waited for a core")
     if args.json:
         Path(args.json).write_text(
