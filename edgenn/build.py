@@ -167,15 +167,21 @@ def _quantize(name: str, folder: Path, options: BuildOptions, step: Callable[[st
     return [QUANTIZED], summary, record
 
 
-def _bench(name: str, folder: Path, options: BuildOptions, step: Callable[[str], None]):
-    from edgenn.bench import BenchOptions, bench
+def bench_inputs(name: str) -> tuple[Any, ...]:
+    """A zoo model's inputs as benched: dynamic dims other than the batch (the recurrent models'
+    sequence) at 8 rows, the digits' own."""
     from edgenn.specs import BATCH, TensorSpec
 
-    # Dynamic dims other than the batch (the recurrent models' sequence) are benched at 8 rows.
-    fixed = tuple(
+    return tuple(
         TensorSpec(s.name, tuple(d if isinstance(d, int) or d == BATCH else 8 for d in s.shape), s.dtype)
         for s in zoo.entry(name).inputs
     )
+
+
+def _bench(name: str, folder: Path, options: BuildOptions, step: Callable[[str], None]):
+    from edgenn.bench import BenchOptions, bench
+
+    fixed = bench_inputs(name)
     bench_options = BenchOptions(
         threads=(options.bench_threads,), batches=(1, 64), seconds=options.bench_seconds, inputs=fixed
     )

@@ -34,16 +34,10 @@ def measure_model(name: str, args: argparse.Namespace, providers: list[str]) -> 
     folder = Path(args.models_dir) / name
     paths = [folder / file for _, file in FILES]
     kinds = {str(folder / file): kind for kind, file in FILES}
-    from edgenn import zoo
-    from edgenn.specs import BATCH, TensorSpec
+    from edgenn.build import bench_inputs
 
-    # dynamic dims other than the batch (the recurrent models' sequence) are benched at 8 rows
-    fixed = tuple(
-        TensorSpec(s.name, tuple(d if isinstance(d, int) or d == BATCH else 8 for d in s.shape), s.dtype)
-        for s in zoo.entry(name).inputs
-    )
     options = BenchOptions(
-        inputs=fixed,
+        inputs=bench_inputs(name),
         providers=tuple(providers),
         precisions=tuple(args.precisions.split(",")),
         threads=tuple(sorted({1, os.cpu_count() or 1})),
