@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from edgenn.errors import EdgennError, first_line
-from edgenn.report import key_values, percent, render_bench, render_export, render_quantize, table, to_json
+from edgenn.report import key_values, percent, render_bench, render_export, render_quantize, render_tune, table, to_json
 from edgenn.runtime.providers import PRECISIONS
 
 
@@ -595,6 +595,118 @@ def quantize_command(
         raise click.ClickException(
             f"accuracy budget of {result.max_accuracy_drop:g} points not met (drop {e.drop_points:.2f} points on the "
             f"{e.data}); the best model found was written to {result.output}"
+        )
+
+
+# ---------------------------------------------------------------------------------------- tune
+def _tune_recipes(_ctx: Any, _param: Any, value: str | None) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    from edgenn import recipes
+
+    names = tuple(v.strip() for v in value.split(",") if v.strip())
+    if names == ("none",):
+        return ()
+    unknown = [n for n in names if n not in recipes.names()]
+    if unknown or not names:
+        given = ", ".join(unknown) or "(none)"
+        raise click.BadParameter(f"unknown recipe {given}; choose from {', '.join(recipes.names())}, or none")
+    return names
+
+
+@cli.command("tune")
+@click.argument("model_path", metavar="MODEL", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False), help="The deployment folder to write.")
+@click.option(
+    "--batch", "batches", default="1,64", show_default=True, callback=_int_list, help="Batch sizes to tune for."
+)
+@click.option(
+    "--threads", callback=lambda c, p, v: _int_list(c, p, v) if v else (), help="Thread counts [all cores,1]."
+)
+@click.option(
+    "--providers",
+    default="all",
+    show_default=True,
+    callback=_bench_providers,
+    metavar="LIST",
+    help="Providers to try, e.g. cpu,openvino (all: every one present; the CPU provider is always measured).",
+)
+@click.option("--max-accuracy-drop", type=float, default=0.5, show_default=True, metavar="POINTS", help="Budget.")
+@click.option(
+    "--max-output-error",
+    type=float,
+    default=0.01,
+    show_default=True,
+    help="Budget where --eval-data has no labels: max |out - fp32| over max |fp32|.",
+)
+@click.option(
+    "--time-budget", type=float, default=90.0, show_default=True, metavar="SECONDS", help="For the whole tune."
+)
+@click.option(
+    "--recipes",
+    callback=_tune_recipes,
+    metavar="LIST",
+    help="Quantization recipes to try, comma-separated, or none [every registered recipe].",
+)
+@click.option(
+    "--calibration", type=click.Path(dir_okay=False), help="Calibration inputs (.npz) [digits training split]."
+)
+@click.option("--samples", type=click.IntRange(min=1), default=256, show_default=True, help="Calibration samples.")
+@click.option(
+    "--eval-data",
+    type=click.Path(dir_okay=False),
+    help="Data to choose on (.npz; with `labels` for accuracy), split in halves: one chooses, one reports "
+    "[digits validation and test splits].",
+)
+@click.option("--force", is_flag=True, help="Replace the output folder if it exists.")
+@json_option
+@verbose_option
+def tune_command(
+    model_path: str,
+    output: str,
+    batches: tuple[int, ...],
+    threads: tuple[int, ...],
+    providers: tuple[str, ...],
+    max_accuracy_drop: float,
+    max_output_error: float,
+    time_budget: float,
+    recipes: tuple[str, ...] | None,
+    calibration: str | None,
+    samples: int,
+    eval_data: str | None,
+    force: bool,
+    as_json: bool,
+) -> None:
+    """Find the fastest deployment of MODEL (.onnx) on this machine within an accuracy budget; write it to a folder
+    that `edgenn.runtime.Model(FOLDER)` applies."""
+    from tqdm import tqdm
+
+    from edgenn.tune import TuneOptions, tune
+
+    options = TuneOptions(
+        batches=batches,
+        threads=threads,
+        providers=providers or ("all",),
+        max_accuracy_drop=max_accuracy_drop,
+        max_output_error=max_output_error,
+        time_budget=time_budget,
+        calibration=calibration,
+        samples=samples,
+        eval_data=eval_data,
+        force=force,
+        verbose=is_verbose(),
+        **({"recipes": recipes} if recipes is not None else {}),
+    )
+    bar = tqdm(desc="tune", bar_format="{desc} [{elapsed}]", file=sys.stderr, disable=as_json or None)
+    try:
+        result = tune(model_path, output, options, on_step=bar.set_description_str)
+    finally:
+        bar.close()
+    click.echo(to_json(result.to_dict()) if as_json else render_tune(result))
+    if not result.budget_met:
+        raise click.ClickException(
+            f"no candidate held the accuracy budget beside the fp32 file; {result.folder} deploys fp32 "
+            "(raise --max-accuracy-drop to allow more)"
         )
 
 

@@ -15,33 +15,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from edgenn.runtime.cpuinfo import cpu_model, field, read_cpuinfo
+from edgenn.runtime.cpuinfo import FLAGS_THAT_MATTER, cpu_flags, cpu_model, field, read_cpuinfo  # noqa: F401
 from edgenn.versions import library_versions
-
-# Flags that change what onnxruntime and PyTorch kernels can use: wide vectors, int8 dot products
-# (VNNI: what makes int8 pay off), bf16/fp16 and the AMX tile units; NEON dot product / SVE on Arm.
-FLAGS_THAT_MATTER = (
-    "avx2",
-    "fma",
-    "f16c",
-    "avx512f",
-    "avx512bw",
-    "avx512vl",
-    "avx512_vnni",
-    "avx512_bf16",
-    "avx512_fp16",
-    "avx_vnni",
-    "amx_tile",
-    "amx_int8",
-    "amx_bf16",
-    "asimd",
-    "asimddp",
-    "asimdhp",
-    "sve",
-    "sve2",
-    "i8mm",
-    "bf16",
-)
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "ORT_NUM_THREADS")
 
@@ -108,11 +83,6 @@ def load_average() -> tuple[float, float, float] | None:
     except (AttributeError, OSError):
         return None
     return round(one, 2), round(five, 2), round(fifteen, 2)
-
-
-def cpu_flags(cpuinfo: str) -> tuple[str, ...]:
-    present = set((field(cpuinfo, "flags") or field(cpuinfo, "Features") or "").split())
-    return tuple(f for f in FLAGS_THAT_MATTER if f in present)
 
 
 def physical_cores(cpuinfo: str) -> int | None:

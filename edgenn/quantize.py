@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from edgenn import _callable_stage, calibration
+from edgenn import _callable_stage, calibration, recipes
 from edgenn.calibration import Samples
 from edgenn.errors import EdgennError, InputError, ModelFileError, ProviderError, first_line
 from edgenn.evaluate import (
@@ -53,14 +53,15 @@ from edgenn.evaluate import (
 )
 from edgenn.fileio import atomic_path
 from edgenn.quiet import silenced
+from edgenn.recipes import BuildContext, Recipe
 from edgenn.runtime.session import SessionConfig
 from edgenn.runtime.session import unavailable as session_unavailable
 from edgenn.specs import META_ACCURACY, META_PREFIX, META_VALIDATION, TensorSpec, fixed_batch
 from edgenn.versions import edgenn_version, library_version
 
-MODES = ("dynamic", "static", "fp16", "auto")
-FORMATS = ("qdq", "qoperator")
-METHODS = ("minmax", "entropy", "percentile")
+MODES = (*recipes.MODES, "auto")
+FORMATS = recipes.FORMATS
+METHODS = recipes.METHODS
 META_QUANTIZATION = "edgenn.quantization"
 
 # Nodes whose presence means the model was quantized (or converted to fp16) already.
@@ -81,7 +82,8 @@ QUANTIZED_OPS = frozenset(
 COMPUTE_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul", "LSTM", "GRU", "RNN", "Attention")
 MIN_INT8_CONV_CHANNELS = 4  # see the module docstring: below this, an int8 conv is 2.3-4x slower than float here
 SLOWER_THAN_FP32 = 0.95  # a throughput ratio below this is slower beyond the noise of a shared machine
-AUTO_RECIPES = ("static-qdq", "static-qdq-per-tensor", "static-qoperator", "dynamic", "fp16")
+# auto mode writes one file, which must run fast as it is: the recipes that need session options are tune's
+AUTO_RECIPES = recipes.file_only()
 
 
 @dataclass(frozen=True)
@@ -138,48 +140,6 @@ class QuantizeOptions:
         data["auto_recipes"] = list(self.auto_recipes)
         data["latency"] = self.latency.to_dict()
         data["providers"] = list(self.providers)
-        return data
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """One way to quantize: what onnxruntime is asked to do."""
-
-    mode: str  # dynamic | static | fp16
-    format: str = "qdq"
-    per_channel: bool = True
-    method: str = "minmax"
-
-    @property
-    def name(self) -> str:
-        if self.mode == "fp16":
-            return "fp16"
-        if self.mode == "dynamic":
-            return "dynamic" + ("" if not self.per_channel else "-per-channel")
-        return (
-            f"static-{self.format}"
-            + ("" if self.per_channel else "-per-tensor")
-            + ("" if self.method == "minmax" else f"-{self.method}")
-        )
-
-    @property
-    def int8(self) -> bool:
-        return self.mode in ("static", "dynamic")
-
-    def to_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"name": self.name, "mode": self.mode}
-        if self.mode == "static":
-            data.update(
-                format=self.format,
-                per_channel=self.per_channel,
-                method=self.method,
-                activations="uint8",
-                weights="int8",
-            )
-        elif self.mode == "dynamic":
-            data.update(per_channel=self.per_channel, activations="uint8 (dynamic)", weights="int8")
-        else:
-            data.update(inputs_outputs="float32")
         return data
 
 
@@ -361,7 +321,7 @@ class _Workshop:
             kept[name] = KeptFloat(name, self.nodes[name].op_type, "user")
         if not recipe.int8:
             return tuple(kept.values())
-        covered = _covered_ops(recipe)
+        covered = recipe.covers
         compute = [n for n in self.nodes.values() if n.op_type in COMPUTE_OPS]  # graph order is topological
         last = compute[-1] if compute else None
         if (
@@ -404,7 +364,7 @@ class _Workshop:
         unless it holds float weights, as an embedding's Gather does)."""
         import onnx
 
-        covered = _covered_ops(recipe)
+        covered = recipe.covers
 
         def holds_weights(node: Any) -> bool:
             return any(
@@ -427,76 +387,25 @@ class _Workshop:
             self.step(f"calibrating ({recipe.method}, {len(self.calibration_samples())} samples)")
         try:
             with silenced(not self.options.verbose):
-                if recipe.mode == "fp16":
-                    self._build_fp16(out, keep_float)
-                elif recipe.mode == "dynamic":
-                    self._build_dynamic(recipe, out, keep_float)
-                else:
-                    self._build_static(recipe, out, keep_float)
+                recipe.build(self.pre_path, out, keep_float, self._context(recipe))
+                if recipe.int8:
+                    _drop_zero_points_where_harmless(out)
         except EdgennError:
             raise
         except Exception as exc:
             raise EdgennError(f"onnxruntime could not quantize with {recipe.name}: {first_line(exc)}") from None
         return _Built(out, recipe, tuple(kept))
 
-    def _build_static(self, recipe: Recipe, out: Path, keep_float: Sequence[str]) -> None:
-        from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    def _context(self, recipe: Recipe) -> BuildContext:
+        def reader() -> Any:
+            return calibration.calibration_reader(self.calibration_samples(), self.source.fixed_batch)
 
-        method = {
-            "minmax": CalibrationMethod.MinMax,
-            "entropy": CalibrationMethod.Entropy,
-            "percentile": CalibrationMethod.Percentile,
-        }[recipe.method]
-        cache = self._calibration_cache(recipe)
-        reader = (
-            None
-            if cache.is_file()
-            else calibration.calibration_reader(self.calibration_samples(), self.source.fixed_batch)
-        )
-        quantize_static(
-            str(self.pre_path),
-            str(out),
-            calibration_data_reader=reader,
-            quant_format=QuantFormat.QDQ if recipe.format == "qdq" else QuantFormat.QOperator,
-            per_channel=recipe.per_channel,
-            activation_type=QuantType.QUInt8,  # uint8 activations with int8 weights: what fuses into QLinearConv
-            weight_type=QuantType.QInt8,
-            nodes_to_exclude=list(keep_float),
-            calibrate_method=method,
-            calibration_cache_path=str(cache),
-            # Biases stay float in the file: onnxruntime quantizes them to int32 when it fuses QLinearConv/QGemm
-            # (same kernels, same outputs, measured), and the file loses the per-channel bias scales and
-            # zero points (LeNet-5: 30.2% -> 29.3% of the fp32 file)
-            extra_options={"QuantizeBias": False},
-        )
+        op_types = {name: node.op_type for name, node in self.nodes.items()}
+        return BuildContext(reader, self._calibration_cache(recipe), op_types)
 
     def _calibration_cache(self, recipe: Recipe) -> Path:
-        """One calibration per method, reused by every later build (auto mode builds many)."""
+        """One calibration per method, reused by every later build (auto mode and tune build many)."""
         return self.folder / f"calibration-{recipe.method}.json"
-
-    def _build_dynamic(self, recipe: Recipe, out: Path, keep_float: Sequence[str]) -> None:
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-
-        # quantize_dynamic first rewrites each Gemm as a MatMul named "<gemm>_MatMul" (plus an Add),
-        # and matches the exclusions against the rewritten graph
-        renamed = [f"{name}_MatMul" for name in keep_float if self.nodes[name].op_type == "Gemm"]
-        quantize_dynamic(
-            str(self.pre_path),
-            str(out),
-            per_channel=recipe.per_channel,
-            weight_type=QuantType.QInt8,
-            nodes_to_exclude=[*keep_float, *renamed],
-        )
-
-    def _build_fp16(self, out: Path, keep_float: Sequence[str]) -> None:
-        import onnx
-        from onnxconverter_common import float16
-
-        model = onnx.load(str(self.pre_path))
-        converted = float16.convert_float_to_float16(
-            model, keep_io_types=True, node_block_list=list(keep_float) or None
-        )
-        onnx.save(converted, str(out))
 
     @property
     def calibration_source(self) -> str | None:
@@ -512,17 +421,6 @@ class _Workshop:
                 found = calibration.digits_samples(self.source.inputs, prep, "train", "--calibration")
             self._calibration = calibration.take(found, opts.samples, "--calibration", opts.seed)
         return self._calibration
-
-
-def _covered_ops(recipe: Recipe) -> frozenset[str]:
-    """Op types onnxruntime's quantizer for this recipe turns into int8."""
-    from onnxruntime.quantization.registry import IntegerOpsRegistry, QDQRegistry, QLinearOpsRegistry
-
-    if recipe.mode == "dynamic":
-        return frozenset(IntegerOpsRegistry) | {"Gemm"}  # quantize_dynamic rewrites Gemm as MatMul + Add
-    if recipe.format == "qdq":
-        return frozenset(QDQRegistry) | frozenset(QLinearOpsRegistry)
-    return frozenset(QLinearOpsRegistry)
 
 
 # ---------------------------------------------------------------------------------------- public
@@ -571,7 +469,7 @@ def quantize(
             sessions=options.sessions(),
         )
         calib = shop.calibration_source if built.recipe.mode == "static" else None
-        final = _finalise(built, source, evaluation, calib)
+        final = finalised(built, source, evaluation, calib)
         _check_loads(final, built.recipe.name)
         evaluation = replace(evaluation, quantized_bytes=len(final))
         # auto mode judges the budget on the selection data, where its choice was made
@@ -608,13 +506,7 @@ def _needs_calibration(options: QuantizeOptions) -> bool:
 
 
 def _named_recipe(name: str, method: str) -> Recipe:
-    return {
-        "static-qdq": Recipe("static", "qdq", True, method),
-        "static-qdq-per-tensor": Recipe("static", "qdq", False, method),
-        "static-qoperator": Recipe("static", "qoperator", True, method),
-        "dynamic": Recipe("dynamic", per_channel=False),
-        "fp16": Recipe("fp16"),
-    }[name]
+    return recipes.get(name).with_method(method)
 
 
 def _check_providers(configs: Sequence[SessionConfig]) -> None:
@@ -826,6 +718,26 @@ def _check_loads(model_bytes: bytes, recipe: str) -> None:
         raise EdgennError(f"the {recipe} model came out unloadable ({exc}); nothing was written") from None
 
 
+def _drop_zero_points_where_harmless(path: Path) -> None:
+    """Drop the all-zero weight zero points of the file at `path` where onnxruntime still fuses the same kernels.
+
+    Without them onnxruntime fuses QLinearConv as before, but no longer QGemm: the MLP's static QDQ
+    file ran its Gemms in float behind DequantizeLinear (0 int8 compute nodes, measured). So the
+    file is only rewritten where the optimised graph's op counts stay the same.
+    """
+    import onnx
+
+    model = onnx.load(str(path))
+    _drop_zero_weight_zero_points(model)
+    trial = path.with_suffix(".no-zero-points.onnx")
+    onnx.save(model, str(trial))
+    try:
+        if optimised_kernels(trial).op_counts == optimised_kernels(path).op_counts:
+            os.replace(trial, path)
+    finally:
+        trial.unlink(missing_ok=True)
+
+
 def _drop_zero_weight_zero_points(model: Any) -> None:
     """Remove the zero-point inputs of DequantizeLinear nodes on symmetric int8 weights.
 
@@ -863,45 +775,49 @@ def _names_used(graph: Any) -> set[str]:
     return used
 
 
-def _finalise(built: _Built, source: _Source, evaluation: Evaluation, calib: str | None) -> bytes:
-    """The quantized model with the fp32 model's edgenn metadata and the recipe, serialised."""
+def finalised(built: _Built, source: _Source, evaluation: Evaluation | None, calib: str | None) -> bytes:
+    """The quantized model with the fp32 model's edgenn metadata and the recipe, serialised (tune, which
+    records its figures in deploy.json, passes no evaluation)."""
     import onnx
 
-    model = onnx.load(str(built.path))
-    _drop_zero_weight_zero_points(model)
+    model = onnx.load(str(built.path))  # its zero points were dropped where harmless when it was built
     carried = {p.key: p.value for p in source.model.metadata_props if p.key.startswith(META_PREFIX)}
     carried.pop(META_VALIDATION, None)  # the export's parity check was for the fp32 model, not this one
     carried.pop(META_ACCURACY, None)
-    if evaluation.data == "digits test split":
+    if evaluation is not None and evaluation.data == "digits test split":
         carried[META_ACCURACY] = f"{evaluation.quantized_accuracy:.6f}"
-    carried[META_QUANTIZATION] = json.dumps(
-        {
-            "recipe": built.recipe.to_dict(),
-            "kept_float": [{"node": k.node, "op_type": k.op_type, "reason": k.reason} for k in built.kept],
-            "calibration": calib,
-            "evaluation": {
-                "provider": evaluation.providers[0].provider if evaluation.providers else "cpu",
-                "data": evaluation.data,
-                "samples": evaluation.samples,
-                "fp32_accuracy": round(evaluation.fp32_accuracy, 6),
-                "accuracy": round(evaluation.quantized_accuracy, 6),
-                "drop_points": round(evaluation.drop_points, 4),
-                "argmax_agreement": round(evaluation.argmax_agreement, 6),
-                "max_abs_error": evaluation.max_abs_error,
-            },
-            "source_file": source.path.name,
-            "edgenn": edgenn_version(),
-            "onnxruntime": library_version("onnxruntime"),
-        },
-        separators=(",", ":"),
-    )
+    record: dict[str, Any] = {
+        "recipe": built.recipe.to_dict(),
+        "kept_float": [{"node": k.node, "op_type": k.op_type, "reason": k.reason} for k in built.kept],
+        "calibration": calib,
+        "source_file": source.path.name,
+        "edgenn": edgenn_version(),
+        "onnxruntime": library_version("onnxruntime"),
+    }
+    if evaluation is not None:
+        record["evaluation"] = {
+            "provider": evaluation.providers[0].provider if evaluation.providers else "cpu",
+            "data": evaluation.data,
+            "samples": evaluation.samples,
+            "fp32_accuracy": round(evaluation.fp32_accuracy, 6),
+            "accuracy": round(evaluation.quantized_accuracy, 6),
+            "drop_points": round(evaluation.drop_points, 4),
+            "argmax_agreement": round(evaluation.argmax_agreement, 6),
+            "max_abs_error": evaluation.max_abs_error,
+        }
+    carried[META_QUANTIZATION] = json.dumps(record, separators=(",", ":"))
     others = [(p.key, p.value) for p in model.metadata_props if not p.key.startswith(META_PREFIX)]
     del model.metadata_props[:]
     for key, value in [*others, *carried.items()]:
         model.metadata_props.add(key=key, value=value)
+    figures = (
+        ""
+        if evaluation is None
+        else f": accuracy {100 * evaluation.quantized_accuracy:.2f}% against {100 * evaluation.fp32_accuracy:.2f}% "
+        f"in fp32 on the {evaluation.data}"
+    )
     model.doc_string = (source.model.doc_string + " " if source.model.doc_string else "") + (
-        f"Quantized by edgenn ({built.recipe.name}): accuracy {100 * evaluation.quantized_accuracy:.2f}% "
-        f"against {100 * evaluation.fp32_accuracy:.2f}% in fp32 on the {evaluation.data}."
+        f"Quantized by edgenn ({built.recipe.name}){figures}."
     )
     return model.SerializeToString()
 

@@ -443,3 +443,40 @@ def _where(s: Any) -> str:
     parts += [f"threads {s.threads}"] if s.threads is not None else []
     parts += [f"batch {s.batch}"] if s.batch is not None else []
     return " / ".join(parts)
+
+
+def render_tune(result: Any) -> str:
+    """edgenn tune's result: every candidate's accuracy and speed, then what each batch range runs."""
+    from edgenn.runtime.deploy import range_text
+
+    d = result.deployment
+    points = [(p.threads, b) for p in d.profiles for b in d.options.get("batches", ())]
+    headers = ["candidate", "sel. acc", "test acc", "drop"] + [f"t{t} b{b} ms (x)" for t, b in points] + ["shipped"]
+    rows = []
+    for c in d.candidates:
+        cells: list[Any] = [c.id, percent(c.selection_accuracy), percent(c.test_accuracy), _points(c.drop_points)]
+        for threads, batch in points:
+            t = c.timing(threads, batch)
+            if t is None:
+                cells.append("-")
+            else:
+                mark = "" if t.stage == "final" else "~"
+                cells.append(f"{mark}{t.median_ms:.3f} ({t.speedup:.2f}x)")
+        cells.append("yes" if c.shipped else (c.note or "no"))
+        rows.append(cells)
+    machine = f"{d.machine.cpu_model}, {d.machine.cores} cores"
+    out = [
+        table(headers, rows, title=f"{d.source.get('file', '?')} tuned on {machine} -> {result.folder}"),
+        "~: quick pass only; (x): paired speedup against fp32@cpu, measured side by side",
+    ]
+    route_rows = [
+        (p.threads, range_text(r), r.choice, ", ".join(r.ranking[1:]) or "-") for p in d.profiles for r in p.routes
+    ]
+    out.append(table(["threads", "batch", "runs", "falls back to"], route_rows, title="\nroutes (deploy.json)"))
+    budget = d.budget
+    where = f"selection: {budget.get('selection')}; reported: {budget.get('report')}"
+    out.append(f"\n{where}")
+    out += [f"note: {n}" for n in d.notes]
+    out += [f"skipped {s}" for s in result.skipped]
+    out.append(f"{result.seconds:.0f} s")
+    return "\n".join(out)

@@ -290,11 +290,13 @@ def test_unknown_values_are_errors():
 def test_cli_table_and_json(exported, tmp_path):
     runner = CliRunner()
     out = tmp_path / "q.onnx"
-    table = runner.invoke(cli, ["quantize", str(exported("mlp")), "-o", str(out), "--mode", "dynamic"])
+    # the budget is not what this test is about: dynamic int8 costs the MLP 0.3-0.6 points, by CPU
+    args = ["quantize", str(exported("mlp")), "-o", str(out), "--mode", "dynamic", "--max-accuracy-drop", "2"]
+    table = runner.invoke(cli, args)
     assert table.exit_code == 0, table.output
     for text in ("accuracy (digits test split, 360)", "file size", "latency, batch 64", "int8 compute kernels run"):
         assert text in table.output
-    as_json = runner.invoke(cli, ["quantize", str(exported("mlp")), "-o", str(out), "--mode", "dynamic", "--json"])
+    as_json = runner.invoke(cli, [*args, "--json"])
     data = json.loads(as_json.stdout)
     assert data["recipe"]["mode"] == "dynamic" and data["output"] == str(out)
     assert [lat["batch_size"] for lat in data["evaluation"]["latency"]] == [1, 64]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from edgenn.errors import InputError, ModelFileError, ProviderError
+from edgenn.runtime.deploy import Deployment, ResolvedRoute, is_deployment, load_deployment, range_text, resolve
 from edgenn.runtime.image import array_to_grey, picture_to_input, read_picture
 from edgenn.runtime.inputs import InputCheck, check_feeds
 from edgenn.runtime.session import SessionConfig, SessionInfo, clean_ort_message, open_session
@@ -59,11 +61,28 @@ class Model:
         fallback: bool = False,
         precision: str | None = None,
         config: SessionConfig | None = None,
+        strict: bool = False,
     ) -> None:
-        self.path = "<bytes>" if isinstance(path, (bytes, bytearray)) else str(path)
+        self.deployment: Deployment | None = None
+        self.routes: tuple[ResolvedRoute, ...] = ()
+        self.deployment_notes: tuple[str, ...] = ()
+        self._dispatch: tuple[tuple[int, int | None, Model], ...] | None = None
+        if is_deployment(path):
+            chosen = config is not None or precision is not None or fallback or providers != "auto"
+            if chosen:
+                raise InputError(
+                    f"{str(path)!r} is a deployment folder (edgenn tune's output): it sets its own providers, "
+                    "precisions and sessions; pass only threads, check_finite and strict, or give a .onnx file"
+                )
+            self._open_deployment(path, threads, check_finite, strict)
+            return
         if config is None:
             config = session_config(providers, threads=threads, precision=precision, fallback=fallback)
-        self.config = config.checked()
+        self._open(path, config.checked(), check_finite)
+
+    def _open(self, path: str | os.PathLike[str] | bytes, config: SessionConfig, check_finite: bool) -> None:
+        self.path = "<bytes>" if isinstance(path, (bytes, bytearray)) else str(path)
+        self.config = config
         self._runner = open_session(path, self.config, name=self.path)
         self._session = self._runner.session
         # onnxruntime's Python wrapper checks the feed's names again on every call (2-5 us of a
@@ -86,6 +105,55 @@ class Model:
         self._output_names = [s.name for s in self.outputs]
         self._single = self._checks[0] if len(self._checks) == 1 else None
         self._only_output = self._output_names[0] if len(self._output_names) == 1 else None
+
+    def _open_deployment(
+        self, folder: str | os.PathLike[str], threads: int | None, check_finite: bool, strict: bool
+    ) -> None:
+        """Open the session tune chose for each batch range (one per distinct file and configuration)."""
+        deployment = load_deployment(folder)
+        routes, notes = resolve(deployment, folder, threads=threads, strict=strict)
+        if notes:
+            # once per Model, at load: the app keeps running on the best candidate this machine can run
+            warnings.warn(f"{folder}: {'; '.join(notes)}", RuntimeWarning, stacklevel=3)
+        first = routes[0]
+        self._open(first.path, first.config, check_finite)
+        members: dict[tuple[str, SessionConfig], Model] = {(str(first.path), first.config): self}
+        for route in routes[1:]:
+            key = (str(route.path), route.config)
+            if key not in members:
+                members[key] = Model(route.path, config=route.config, check_finite=check_finite)
+            member = members[key]
+            if (member.inputs, member.outputs) != (self.inputs, self.outputs):
+                raise ModelFileError(
+                    f"{folder}: {route.path.name} has other inputs or outputs than {first.path.name}; "
+                    "the files of one deployment must be one model: re-run edgenn tune"
+                )
+        self.path = str(folder)
+        self.deployment, self.routes, self.deployment_notes = deployment, routes, notes
+        if len(members) > 1:
+            self._dispatch = tuple((r.batch_min, r.batch_max, members[(str(r.path), r.config)]) for r in routes)
+
+    # ------------------------------------------------------------------------------ deployments
+    def route_for(self, batch: int) -> ResolvedRoute | None:
+        """The batch range of a deployment folder that `batch` falls in (None for a plain .onnx file)."""
+        return next((r for r in self.routes if r.covers(batch)), None)
+
+    def member_for(self, batch: int) -> Model:
+        """The Model whose session runs a batch of `batch` samples (itself, except in a deployment)."""
+        if self._dispatch is None:
+            return self
+        for low, high, member in self._dispatch:
+            if batch >= low and (high is None or batch <= high):
+                return member
+        return self
+
+    def _member_for_inputs(self, inputs: Any) -> Model:
+        first = inputs if type(inputs) is np.ndarray else None
+        if first is None and isinstance(inputs, Mapping):
+            first = next((v for v in inputs.values() if isinstance(v, np.ndarray)), None)
+        if first is None or first.ndim == 0:
+            return self  # not a batch that can be told apart: the checks of the first route say what is wrong
+        return self.member_for(int(first.shape[0]))
 
     # ------------------------------------------------------------------------------ description
     @property
@@ -110,6 +178,23 @@ class Model:
             "preprocessing": self.preprocessing.to_dict() if self.preprocessing else None,
             "providers": list(self.providers),
             "session": self.session_info.to_dict(),
+            **({"deployment": self._deployment_dict()} if self.deployment is not None else {}),
+        }
+
+    def _deployment_dict(self) -> dict[str, Any]:
+        return {
+            "measured_on": self.deployment.machine.cpu_model if self.deployment else None,
+            "routes": [
+                {
+                    "batch": range_text(r),
+                    "candidate": r.candidate.id,
+                    "file": r.path.name,
+                    "session": r.config.to_dict(),
+                    "recorded_choice": r.recorded_choice,
+                }
+                for r in self.routes
+            ],
+            "notes": list(self.deployment_notes),
         }
 
     def __repr__(self) -> str:
@@ -121,6 +206,10 @@ class Model:
     # ---------------------------------------------------------------------------------- running
     def predict(self, inputs: np.ndarray | Mapping[str, Any]) -> dict[str, np.ndarray]:
         """Run a batch: an array (single-input models) or {name: array}; returns {output name: array}."""
+        if self._dispatch is not None:
+            member = self._member_for_inputs(inputs)
+            if member is not self:
+                return member.predict(inputs)
         single = self._single
         if single is not None and type(inputs) is np.ndarray:
             feeds = {single.spec.name: single.prepare(inputs, self.check_finite)}
