@@ -1,13 +1,17 @@
-"""One command from tutorial model to shipped artifact: train -> export -> quantize -> bench -> card.
+"""One command from tutorial model to shipped artifact: train -> export -> quantize -> bench -> tune -> card.
 
-Each stage records a content hash of its inputs and settings in `build.json`; a stage whose hash
-has not changed and whose outputs are still there is not redone. Every artifact is written
+Each stage records a content hash of its inputs and settings in `build.json`: the bytes of the
+files it reads, its options, the library versions, the source of every edgenn module the stage
+imports (found by reading their imports, so that an edit anywhere it reaches redoes it), and for
+the stages that measure speed (quantize's auto mode, bench, tune) the machine's fingerprint. A
+stage whose hash has not changed and whose outputs are still there is not redone. Every artifact is written
 atomically and the record only after its stage finished, so a killed build resumes where it
 stopped and never leaves half a file behind.
 """
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import time
@@ -17,15 +21,18 @@ from pathlib import Path
 from typing import Any
 
 from edgenn import _callable_stage, zoo
+from edgenn.card import Card
 from edgenn.errors import EdgennError
 from edgenn.fileio import ensure_writable_folder, write_text_atomic
+from edgenn.runtime.deploy import DEPLOY_FILE, this_machine
 from edgenn.versions import edgenn_version, library_versions
 
-STAGES = ("train", "export", "quantize", "bench")
+STAGES = ("train", "export", "quantize", "bench", "tune")
 WEIGHTS = "model.safetensors"
 TRAIN_RECORD = "train.json"
 FP32 = "model.onnx"
 QUANTIZED = "model.quant.onnx"
+DEPLOY = "deploy"  # edgenn tune's folder: Model("models/<name>/deploy") runs what was fastest here
 STATE = "build.json"
 CARD_JSON = "card.json"
 CARD_MD = "README.md"
@@ -41,6 +48,8 @@ class BuildOptions:
     max_accuracy_drop: float = 0.5
     bench_seconds: float = 1.0  # per batch point, all variants together
     bench_threads: int = 1
+    tune_seconds: float = 45.0  # edgenn tune's time budget per model
+    tune_threads: tuple[int, ...] = ()  # (): every core, then 1
     verbose: bool = False
 
 
@@ -60,14 +69,14 @@ class ModelBuild:
     name: str
     folder: Path
     stages: tuple[StageRun, ...]
-    card: dict[str, Any] = field(repr=False)
+    card: Card = field(repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "folder": str(self.folder),
             "stages": [s.to_dict() for s in self.stages],
-            "card": self.card,
+            "card": self.card.to_dict(),
         }
 
 
@@ -215,7 +224,79 @@ def _bench(name: str, folder: Path, options: BuildOptions, step: Callable[[str],
     return [], summary, record
 
 
-_STAGE_RUNNERS = {"train": _train, "export": _export, "quantize": _quantize, "bench": _bench}
+def _tune(name: str, folder: Path, options: BuildOptions, step: Callable[[str], None]):
+    from edgenn.tune import TuneOptions, tune
+
+    result = tune(
+        folder / FP32,
+        folder / DEPLOY,
+        TuneOptions(
+            batches=(1, 64),
+            threads=options.tune_threads,
+            time_budget=options.tune_seconds,
+            max_accuracy_drop=options.max_accuracy_drop,
+            seed=options.seed,
+            force=True,  # the stage's key decides when it is redone
+            verbose=options.verbose,
+        ),
+        on_step=step,
+    )
+    d = result.deployment
+    points = tuned_points(d)
+    outputs = [f"{DEPLOY}/{DEPLOY_FILE}", *(f"{DEPLOY}/{n}" for n, _ in d.files)]
+    summary = ", ".join(f"t{p['threads']} b{p['batch']} {p['choice']}" for p in points)
+    record = {
+        "folder": DEPLOY,
+        "machine": d.machine.to_dict(),
+        "points": points,
+        "budget_met": result.budget_met,
+        "notes": list(d.notes),
+        "skipped": list(result.skipped),
+        "seconds": round(result.seconds, 1),
+    }
+    return outputs, summary, record
+
+
+def tuned_points(deployment: Any) -> list[dict[str, Any]]:
+    """Per thread count and batch tuned: the choice, its speed beside the plain fp32 file and OpenVINO's."""
+    from edgenn.tune import REFERENCE
+
+    reference = deployment.candidate(REFERENCE)
+    openvino = next((c for c in deployment.candidates if c.id == "fp32@openvino"), None)
+    points = []
+    for profile in deployment.profiles:
+        for route in profile.routes:
+            chosen = deployment.candidate(route.choice)
+            for batch in route.measured_at:
+                mine, plain = chosen.timing(profile.threads, batch), reference.timing(profile.threads, batch)
+                ov = openvino.timing(profile.threads, batch) if openvino is not None else None
+                points.append(
+                    {
+                        "threads": profile.threads,
+                        "batch": batch,
+                        "choice": chosen.id,
+                        "choice_ms": mine.median_ms if mine else None,
+                        "speedup": mine.speedup if mine else None,
+                        "speedup_low": mine.speedup_low if mine else None,
+                        "speedup_high": mine.speedup_high if mine else None,
+                        "ort_ms": plain.median_ms if plain else None,
+                        "openvino_ms": ov.median_ms if ov else None,
+                        "test_accuracy": chosen.test_accuracy,
+                    }
+                )
+    return sorted(points, key=lambda p: (p["threads"], p["batch"]))
+
+
+_STAGE_RUNNERS = {"train": _train, "export": _export, "quantize": _quantize, "bench": _bench, "tune": _tune}
+# The module each stage runs: its key hashes the source of every edgenn module that one imports.
+_STAGE_MODULES = {
+    "train": "edgenn.train",
+    "export": "edgenn.export",
+    "quantize": "edgenn.quantize",
+    "bench": "edgenn.bench",
+    "tune": "edgenn.tune",
+}
+_MEASURES_SPEED = ("quantize", "bench", "tune")
 
 
 def _variant_label(variant: str) -> str:
@@ -227,72 +308,74 @@ def _variant_label(variant: str) -> str:
 
 # -------------------------------------------------------------------------------------- hashing
 def _stage_key(stage: str, name: str, folder: Path, options: BuildOptions) -> str:
-    """What a stage's result depends on: its settings and the bytes of the files it reads."""
+    """What a stage's result depends on: its settings, the bytes of the files it reads, the code it runs."""
     # Every library version counts: they shape the results and are written into the artifacts.
     settings: dict[str, Any] = {
         "stage": stage,
         "model": name,
         "recipe": RECIPE_VERSION,
         "libraries": library_versions(),
+        "code": _source_digest(import_closure(_STAGE_MODULES[stage])),
     }
+    if stage in _MEASURES_SPEED:
+        # what was fastest on one machine need not be on another: a new machine redoes these stages
+        settings["machine"] = this_machine().fingerprint
     if stage == "train":
         from edgenn.train import TrainConfig
 
         settings["config"] = asdict(TrainConfig.for_model(name, seed=options.seed))
-        settings["code"] = _source_digest(
-            ["train.py", "checkpoint.py", "data.py", "preprocess.py", f"zoo/{_zoo_file(name)}"]
-        )
     elif stage == "export":
         settings["weights"] = _file_digest(folder / WEIGHTS)
-        settings["code"] = _source_digest(
-            [
-                "export.py",
-                "validate.py",
-                "sources.py",
-                "runners.py",
-                "runtime/session.py",
-                "runtime/providers.py",
-                "parity.py",
-                "specs.py",
-                "preprocess.py",
-                "zoo/registry.py",
-                f"zoo/{_zoo_file(name)}",
-            ]
-        )
     elif stage == "quantize":
         settings["model"] = _file_digest(folder / FP32)
         settings["budget"] = options.max_accuracy_drop
-        settings["code"] = _source_digest(
-            [
-                "quantize.py",
-                "calibration.py",
-                "evaluate.py",
-                "timing.py",
-                "specs.py",
-                "parity.py",
-                "runtime/inputs.py",
-                "runtime/session.py",
-                "runtime/providers.py",
-            ]
-        )
-    else:
+    elif stage == "bench":
         settings["models"] = [_file_digest(folder / FP32), _file_digest(folder / QUANTIZED)]
         settings["bench"] = [options.bench_seconds, options.bench_threads]
-        settings["code"] = _source_digest(
-            [
-                "bench.py",
-                "timing.py",
-                "stats.py",
-                "environment.py",
-                "runners.py",
-                "specs.py",
-                "runtime/inputs.py",
-                "runtime/cpuinfo.py",
-                "runtime/session.py",
-                "runtime/providers.py",
-            ]
-        )
+    else:
+        settings["model"] = _file_digest(folder / FP32)
+        settings["tune"] = [options.tune_seconds, list(options.tune_threads), options.max_accuracy_drop, options.seed]
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def import_closure(module: str) -> list[str]:
+    """The files of every edgenn module `module` imports, directly or not, at the top or inside functions
+    (edgenn imports its heavy dependencies lazily), its packages' __init__ files included; sorted,
+    relative to the package."""
+    package = Path(__file__).parent
+    found: dict[str, Path] = {}
+    todo = [module]
+    while todo:
+        name = todo.pop()
+        if name in found or not (name == "edgenn" or name.startswith("edgenn.")):
+            continue
+        path = _module_file(package, name)
+        if path is None:
+            continue  # an attribute imported from a module (from edgenn.x import y), not a module
+        found[name] = path
+        parts = name.split(".")
+        todo += [".".join(parts[:k]) for k in range(1, len(parts))]
+        is_package = path.name == "__init__.py"
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                todo += [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    anchor = parts if is_package else parts[:-1]
+                    anchor = anchor[: len(anchor) - (node.level - 1)]
+                    base = ".".join([*anchor, *([base] if base else [])])
+                todo.append(base)
+                todo += [f"{base}.{alias.name}" for alias in node.names]
+    return sorted(p.relative_to(package).as_posix() for p in found.values())
+
+
+def _module_file(package: Path, name: str) -> Path | None:
+    rel = Path(*name.split(".")[1:])
+    for candidate in (package / rel / "__init__.py", package / rel.with_suffix(".py") if rel.parts else None):
+        if candidate is not None and candidate.is_file():
+            return candidate
+    return None
 
 
 def _zoo_file(name: str) -> str:
@@ -305,13 +388,17 @@ def _file_digest(path: Path) -> str | None:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def _read_source(path: Path) -> bytes:
+    return path.read_bytes()
+
+
 def _source_digest(files: Sequence[str]) -> str:
     package = Path(__file__).parent
     digest = hashlib.sha256()
     for rel in files:
         path = package / rel
         digest.update(rel.encode())
-        digest.update(path.read_bytes() if path.is_file() else b"-")
+        digest.update(_read_source(path) if path.is_file() else b"-")
     return digest.hexdigest()
 
 
@@ -334,13 +421,13 @@ def _remove_leftovers(folder: Path) -> None:
 
 
 # ----------------------------------------------------------------------------------------- card
-def _write_card(name: str, folder: Path, state: dict[str, Any], options: BuildOptions) -> dict[str, Any]:
+def _write_card(name: str, folder: Path, state: dict[str, Any], options: BuildOptions) -> Card:
     from edgenn.report import render_card
     from edgenn.summary import summarize
 
     entry = zoo.entry(name)
     summary = summarize(zoo.create(name), entry.inputs, batch_size=1, name=name)
-    train, export, quant, bench_ = (state[s]["record"] for s in STAGES)
+    train, export, quant, bench_, tuned = (state[s]["record"] for s in STAGES)
     ev = quant["evaluation"]
     models_dir = options.models_dir.as_posix()
     card = {
@@ -406,6 +493,15 @@ def _write_card(name: str, folder: Path, state: dict[str, Any], options: BuildOp
             "threads": options.bench_threads,
             "cpu": bench_["environment"].get("cpu_model"),
         },
+        "tuned": {
+            "folder": tuned["folder"],
+            "cpu": tuned["machine"]["cpu_model"],
+            "cores": tuned["machine"]["cores"],
+            "providers": tuned["machine"]["providers"],
+            "points": tuned["points"],
+            "notes": tuned["notes"],
+            "skipped": tuned["skipped"],
+        },
         "versions": library_versions(),
         "rebuild": [
             f"edgenn build {name} --models-dir {models_dir}",
@@ -415,11 +511,15 @@ def _write_card(name: str, folder: Path, state: dict[str, Any], options: BuildOp
             f"--max-accuracy-drop {options.max_accuracy_drop:g}",
             f"edgenn bench {models_dir}/{name}/{FP32} {models_dir}/{name}/{QUANTIZED} --eager {name} "
             f"--weights {models_dir}/{name}/{WEIGHTS} --batch 1,64 --threads {options.bench_threads}",
+            f"edgenn tune {models_dir}/{name}/{FP32} -o {models_dir}/{name}/{DEPLOY} --batch 1,64 "
+            f"--time-budget {options.tune_seconds:g} --force"
+            + (f" --threads {','.join(map(str, options.tune_threads))}" if options.tune_threads else ""),
         ],
     }
-    write_text_atomic(folder / CARD_JSON, json.dumps(card, indent=2) + "\n")
-    write_text_atomic(folder / CARD_MD, render_card(card))
-    return card
+    typed = Card.from_dict(card)  # the one shape every reader of card.json expects
+    write_text_atomic(folder / CARD_JSON, json.dumps(typed.to_dict(), indent=2) + "\n")
+    write_text_atomic(folder / CARD_MD, render_card(typed))
+    return typed
 
 
 _callable_stage(__name__)  # `edgenn.build(...)` works even after `import edgenn.build`

@@ -66,13 +66,13 @@ def _is_number(text: str) -> bool:
         return text == "-"
 
 
-def render_card(card: dict[str, Any]) -> str:
-    """A model card (the dict `edgenn build` writes as card.json) as markdown."""
-    t, e, q = card["training"], card["export"], card["quantized"]
+def render_card(card: Any) -> str:
+    """A model card (edgenn.card.Card, what `edgenn build` writes as card.json) as markdown."""
+    t, e, q = card.training, card.export, card.quantized
     lines = [
-        f"# {card['model']}",
+        f"# {card.model}",
         "",
-        card["description"],
+        card.description,
         "",
         "Built by `edgenn build`; every figure below was measured by that build.",
         "",
@@ -80,19 +80,17 @@ def render_card(card: dict[str, Any]) -> str:
         "",
         "| | fp32 (`model.onnx`) | quantized (`model.quant.onnx`) |",
         "|---|---|---|",
-        f"| test accuracy | {percent(q['fp32_accuracy'])} | "
-        f"{percent(q['accuracy'])} ({0.0 - q['drop_points']:+.2f} points) |",
-        f"| file size | {e['bytes'] / 1024:.1f} KiB | {q['bytes'] / 1024:.1f} KiB ({100 * q['size_ratio']:.0f}%) |",
-        f"| recipe | {e['exporter']} exporter, opset {e['opset']}, {e['nodes']} nodes | {q['recipe']['name']} |",
+        f"| test accuracy | {percent(q.fp32_accuracy)} | {percent(q.accuracy)} ({0.0 - q.drop_points:+.2f} points) |",
+        f"| file size | {e.bytes / 1024:.1f} KiB | {q.bytes / 1024:.1f} KiB ({100 * q.size_ratio:.0f}%) |",
+        f"| recipe | {e.exporter} exporter, opset {e.opset}, {e.nodes} nodes | {q.recipe_name} |",
         "",
-        f"Quantized vs fp32 on the test split: argmax agreement {percent(q['argmax_agreement'])}, "
-        f"max abs output error {q['max_abs_error']:.3g}.",
+        f"Quantized vs fp32 on the test split: argmax agreement {percent(q.argmax_agreement)}, "
+        f"max abs output error {q.max_abs_error:.3g}.",
     ]
-    kept = [k for k in q["kept_float"]]
-    if kept:
+    if q.kept_float:
         lines += [
             "",
-            "Kept in float: " + ", ".join(f"`{k['node']}` ({k['op_type']}, {k['reason']})" for k in kept) + ".",
+            "Kept in float: " + ", ".join(f"`{k['node']}` ({k['op_type']}, {k['reason']})" for k in q.kept_float) + ".",
         ]
     lines += [
         "",
@@ -101,60 +99,90 @@ def render_card(card: dict[str, Any]) -> str:
         "| case | max abs error | argmax agreement |",
         "|---|---|---|",
     ]
-    lines += [f"| {p['case']} | {p['max_abs_error']:.3g} | {percent(p['argmax_agreement'])} |" for p in e["parity"]]
-    lines += ["", "Dynamic dims: " + ", ".join(f"{k}: {', '.join(v)}" for k, v in e["dynamic_dims"].items()), ""]
-    lat = card["latency"]
+    lines += [f"| {p.case} | {p.max_abs_error:.3g} | {percent(p.argmax_agreement)} |" for p in e.parity]
+    lines += ["", "Dynamic dims: " + ", ".join(f"{k}: {', '.join(v)}" for k, v in e.dynamic_dims.items()), ""]
+    lat = card.latency
     lines += [
-        f"## Latency ({lat['cpu']}, {lat['threads']} thread(s), onnxruntime CPU provider, medians)",
+        f"## Latency ({lat.cpu}, {lat.threads} thread(s), onnxruntime CPU provider, medians)",
         "",
         "| variant | batch | median ms | p90 ms | samples/s | vs eager |",
         "|---|---|---|---|---|---|",
     ]
-    for r in lat["rows"]:
+    for r in lat.rows:
         ratio = (
             "1 (baseline)"
-            if r["variant"] == "eager"
-            else ("-" if r["speedup_vs_eager"] is None else f"{r['speedup_vs_eager']:.2f}x")
+            if r.variant == "eager"
+            else ("-" if r.speedup_vs_eager is None else f"{r.speedup_vs_eager:.2f}x")
         )
         lines.append(
-            f"| {r['variant']} | {r['batch']} | {r['median_ms']:.4f} | {r['p90_ms']:.4f} | "
-            f"{r['throughput_per_s']:,.0f} | {ratio} |"
+            f"| {r.variant} | {r.batch} | {r.median_ms:.4f} | {r.p90_ms:.4f} | {r.throughput_per_s:,.0f} | {ratio} |"
         )
+    if card.tuned is not None:
+        lines += _tuned_lines(card.tuned)
     lines += [
         "",
         "## Training",
         "",
-        f"{card['data']['dataset']}; {card['data']['split']}.",
-        f"Test accuracy {percent(t['test_accuracy'])} (validation {percent(t['val_accuracy'])}, best epoch "
-        f"{t['best_epoch']} of {t['config']['epochs']}), {t['train_seconds']:.1f} s of training. Config: "
-        + ", ".join(f"{k} {v}" for k, v in t["config"].items() if k != "model")
+        f"{card.data['dataset']}; {card.data['split']}.",
+        f"Test accuracy {percent(t.test_accuracy)} (validation {percent(t.val_accuracy)}, best epoch "
+        f"{t.best_epoch} of {t.config['epochs']}), {t.train_seconds:.1f} s of training. Config: "
+        + ", ".join(f"{k} {v}" for k, v in t.config.items() if k != "model")
         + ".",
         "",
         "## Architecture",
         "",
-        f"{card['architecture']['parameters']:,} parameters.",
+        f"{card.parameters:,} parameters.",
         "",
         "| layer | type | output shape | parameters |",
         "|---|---|---|---|",
     ]
     lines += [
         f"| {r['name']} | {r['type']} | {'x'.join(map(str, r['output_shape']))} | {r['parameters']:,} |"
-        for r in card["architecture"]["layers"]
+        for r in card.architecture["layers"]
     ]
     lines += [
         "",
         "## Rebuild",
         "",
         "```bash",
-        *card["rebuild"],
+        *card.rebuild,
         "```",
         "",
         "## Versions",
         "",
-        ", ".join(f"{k} {v}" for k, v in card["versions"].items()),
+        ", ".join(f"{k} {v}" for k, v in card.versions.items()),
         "",
     ]
     return "\n".join(lines)
+
+
+def _tuned_lines(tuned: Any) -> list[str]:
+    lines = [
+        "",
+        f"## Tuned deployment (`{tuned.folder}/`, by `edgenn tune` on {tuned.cpu}, {tuned.cores} cores)",
+        "",
+        f'`Model("{tuned.folder}")` runs, per batch size, the fastest candidate that held the accuracy budget on '
+        "the validation split, timed side by side with the plain fp32 file on onnxruntime's CPU provider "
+        "(plain ORT) and, where it runs, onnxruntime's OpenVINO provider. What is fastest differs by CPU: on "
+        "another machine, re-run `edgenn tune`.",
+        "",
+        "| threads | batch | tuned runs | tuned ms | plain ORT ms | OpenVINO ms | speed-up [95% CI] | test acc |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for pt in tuned.points:
+        ci = "-" if pt.speedup is None else f"{pt.speedup:.2f}x [{pt.speedup_low:.2f}, {pt.speedup_high:.2f}]"
+        lines.append(
+            f"| {pt.threads} | {pt.batch} | {pt.choice} | {_ms4(pt.choice_ms)} | {_ms4(pt.ort_ms)} | "
+            f"{_ms4(pt.openvino_ms)} | {ci} | {percent(pt.test_accuracy)} |"
+        )
+    lines += [""] + [f"Note: {n}." for n in tuned.notes]
+    if not any(p.startswith("openvino") for p in tuned.providers):
+        lines.append("OpenVINO's provider did not run on this machine, so it was not among the candidates.")
+    return lines
+
+
+def _ms4(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
 
 
 def render_export(result: Any) -> str:

@@ -52,3 +52,16 @@ def reason() -> str | None:
     from edgenn.runtime.providers import unavailable_reason
 
     return unavailable_reason("openvino")
+
+
+def bf16_reason() -> str | None:
+    """Why OpenVINO cannot compute in bf16 here (no provider, or a CPU without bf16 instructions), or None."""
+    missing = reason()
+    if missing is not None:
+        return missing
+    from edgenn.runtime.providers import pick_device
+
+    device = pick_device("openvino", None)
+    if "bf16" in device.precisions:
+        return None
+    return f"openvino {device.name} ({device.description}) offers only {', '.join(device.precisions)}: no bf16 here"

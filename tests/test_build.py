@@ -4,6 +4,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ from edgenn.runtime import Model
 REPO = Path(__file__).resolve().parent.parent
 COMMITTED = REPO / "models"
 # Fast settings for tests: the bench stage's timings are not what is tested here.
-FAST = dict(bench_seconds=0.2)
+FAST = dict(bench_seconds=0.2, tune_seconds=22.0, tune_threads=(1,))
 
 
 def committed_cards():
@@ -50,6 +51,17 @@ def test_committed_artifacts_reproduce_their_card(card_path, digits):
     # int8 kernels differ by CPU instruction set (VNNI or not): allow one image of 360 to flip
     assert accuracy(quantized, inputs, labels) == pytest.approx(card["quantized"]["accuracy"], abs=1.01 / 360)
     assert (folder / "model.safetensors").is_file() and (folder / "README.md").is_file()
+    # the tuned folder is whole (digests match) and reproduces the test accuracy recorded for each choice
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # tuned on another machine: noted, still runs
+        tuned = Model(folder / card["tuned"]["folder"], threads=1)
+    for point in card["tuned"]["points"]:
+        if point["threads"] == 1:
+            route = tuned.route_for(point["batch"])
+            if route.candidate.id == point["choice"]:
+                scores = np.concatenate([tuned.predict(x)[tuned.outputs[0].name] for x in np.split(inputs, 8)])
+                got = float(np.mean(scores.argmax(axis=1) == labels))
+                assert got == pytest.approx(point["test_accuracy"], abs=1.01 / 360)
 
 
 @pytest.fixture(scope="module")
@@ -75,19 +87,50 @@ def test_fast_rebuild_matches_the_committed_card(mlp_build, digits):
 def test_unchanged_stages_are_not_redone(mlp_build):
     models_dir, _ = mlp_build
     again = build(["mlp"], BuildOptions(models_dir=models_dir, **FAST))[0]
-    assert [s.skipped for s in again.stages] == [True, True, True, True]
+    assert [s.skipped for s in again.stages] == [True, True, True, True, True]
+    assert Model(models_dir / "mlp" / "deploy").routes  # the tune stage's folder, as recorded
     # a new accuracy budget changes the quantize stage's inputs; the bench reruns only if the
     # quantized file it reads came out different (its key hashes the bytes, not the settings)
     quantized = models_dir / "mlp" / "model.quant.onnx"
     before = quantized.read_bytes()
     budget = build(["mlp"], BuildOptions(models_dir=models_dir, max_accuracy_drop=0.25, **FAST))[0]
-    assert [s.skipped for s in budget.stages] == [True, True, False, quantized.read_bytes() == before]
+    assert [s.skipped for s in budget.stages] == [True, True, False, quantized.read_bytes() == before, False]
     # an artifact that went missing is rebuilt, and what depends on it
     (models_dir / "mlp" / "model.onnx").unlink()
     missing = build(["mlp"], BuildOptions(models_dir=models_dir, max_accuracy_drop=0.25, **FAST))[0]
     assert [s.skipped for s in missing.stages][:2] == [True, False]
     forced = build(["mlp"], BuildOptions(models_dir=models_dir, force=True, max_accuracy_drop=0.25, **FAST))[0]
     assert not any(s.skipped for s in forced.stages)
+
+
+def test_stage_keys_follow_the_machine_and_every_imported_module(mlp_build, monkeypatch):
+    from edgenn import build as build_module
+    from edgenn.runtime.deploy import Machine
+
+    models_dir, _ = mlp_build
+    options = BuildOptions(models_dir=models_dir, **FAST)
+    folder = models_dir / "mlp"
+
+    def keys():
+        return {stage: build_module._stage_key(stage, "mlp", folder, options) for stage in build_module.STAGES}
+
+    before = keys()
+    assert keys() == before  # stable
+    # another machine: the stages that measure speed are redone, training and export are not
+    elsewhere = Machine("Intel(R) Xeon(R) Platinum 8480+", ("amx_int8",), 56, (("onnxruntime", "9.9"),))
+    with monkeypatch.context() as m:
+        m.setattr(build_module, "this_machine", lambda providers=(): elsewhere)
+        moved = keys()
+    assert [s for s in build_module.STAGES if moved[s] != before[s]] == ["quantize", "bench", "tune"]
+    # an edit to a module that tune reaches only through its imports (edgenn.stats) redoes tune and bench
+    closure = build_module.import_closure("edgenn.tune")
+    assert {"tune.py", "recipes.py", "stats.py", "timing.py", "runtime/deploy.py", "quantize.py"} <= set(closure)
+    real = build_module._read_source
+    monkeypatch.setattr(
+        build_module, "_read_source", lambda path: real(path) + (b"# edit" if path.name == "stats.py" else b"")
+    )
+    edited = keys()
+    assert [s for s in build_module.STAGES if edited[s] != before[s]] == ["bench", "tune"]
 
 
 def test_interrupted_build_resumes_without_half_files(tmp_path):

@@ -26,6 +26,9 @@ REPO = Path(__file__).resolve().parent.parent
 MODELS = REPO / "models"
 OPENVINO_MISSING = openvino_gate.reason()
 needs_openvino = pytest.mark.skipif(OPENVINO_MISSING is not None, reason=f"OpenVINO: {OPENVINO_MISSING}")
+# bf16 needs the instructions too (avx512_bf16 or AMX): some AMD EPYC machines have them, some do not
+OPENVINO_BF16_MISSING = openvino_gate.bf16_reason()
+needs_openvino_bf16 = pytest.mark.skipif(OPENVINO_BF16_MISSING is not None, reason=f"OpenVINO: {OPENVINO_BF16_MISSING}")
 QUICK = dict(runs=12, warmup=2, rounds=4)
 
 
@@ -34,7 +37,7 @@ def cli_run(*args):
 
 
 # -------------------------------------------------------------------------------------- bench
-@needs_openvino
+@needs_openvino_bf16
 def test_bench_puts_every_provider_and_precision_side_by_side():
     path = MODELS / "lenet5" / "model.onnx"
     options = BenchOptions(providers=("cpu", "openvino"), precisions=("f32", "bf16"), batches=(1, 8), **QUICK)
@@ -100,7 +103,7 @@ def test_quantize_refuses_a_provider_that_is_not_here_before_any_work(tmp_path, 
 
 
 # ------------------------------------------------------------------------------------- export
-@needs_openvino
+@needs_openvino_bf16
 def test_export_validates_on_openvino_in_f32_and_bf16_with_stated_tolerances(tmp_path):
     options = ExportOptions(validate_on=("openvino", "openvino:bf16"))
     result = export_source("lenet5", tmp_path / "lenet5.onnx", MODELS / "lenet5" / "model.safetensors", options)
@@ -149,7 +152,7 @@ def test_providers_command_lists_devices_and_reasons():
     assert openvino["available"] == (OPENVINO_MISSING is None) and openvino["reason"] == OPENVINO_MISSING
 
 
-@needs_openvino
+@needs_openvino_bf16
 def test_predict_on_openvino_says_where_it_ran(tmp_path, digits):
     x = digits.test.inputs(
         __import__("edgenn.runtime", fromlist=["Model"])
@@ -186,7 +189,7 @@ def test_predict_with_a_provider_that_is_not_here_is_one_line(tmp_path, monkeypa
     assert fell_back.exit_code == 0 and "the CPU provider runs it instead" in fell_back.output
 
 
-@needs_openvino
+@needs_openvino_bf16
 def test_bench_takes_a_precision_written_in_the_provider_and_measures_each_configuration_once():
     from edgenn.bench import session_plan
 

@@ -325,7 +325,7 @@ def _bad_files(folder: Path, lenet_path: Path) -> dict[str, Path]:
     "case, fragment",
     [
         ("missing", "model file not found"),
-        ("folder", "is not a file"),
+        ("folder", "is a folder without deploy.json"),
         ("empty", "is empty, not an ONNX model"),
         ("text", "is not an ONNX model"),
         ("truncated", "is a truncated or corrupt ONNX file"),

@@ -8,9 +8,11 @@ per-round ratios (edgenn.stats). One measurement per provider asked for.
     python tools/runtime_overhead.py                                  # models/lenet5/model.onnx, CPU
     python tools/runtime_overhead.py --providers cpu,openvino --json
     python tools/runtime_overhead.py --providers openvino --lift-vendor-gate   # on a non-Intel CPU
+    python tools/runtime_overhead.py --model models/simple_cnn/deploy --batch 1  # a tuned folder's route
 
 Targets: issue 4, the wrapper at most 10% slower than the bare loop on LeNet-5 at batch 1; issue 11
-(one session layer for every stage), at most 5%, on the CPU provider and on OpenVINO.
+(one session layer for every stage), at most 5%, on the CPU provider and on OpenVINO; issue 12, at most
+5% for Model(DEPLOY_DIR), which dispatches by batch size.
 """
 
 from __future__ import annotations
@@ -46,14 +48,18 @@ def measure(
     warmup: int,
     check_finite: bool = False,
     provider: str = "cpu",
+    batch: int = 1,
 ) -> dict[str, Any]:
     from edgenn.runtime import Model
     from edgenn.stats import paired_ratio, summarize
 
-    model = Model(model_path, providers=provider, threads=threads, check_finite=check_finite)
-    session = model.session
+    if Path(model_path).is_dir():  # a folder from edgenn tune: Model dispatches by batch size
+        model = Model(model_path, threads=threads, check_finite=check_finite)
+    else:
+        model = Model(model_path, providers=provider, threads=threads, check_finite=check_finite)
+    session = model.member_for(batch).session  # the session that serves this batch size
     spec = model.inputs[0]
-    x = np.random.default_rng(0).random(spec.concrete_shape(1), dtype=np.float32)
+    x = np.random.default_rng(0).random(spec.concrete_shape(batch), dtype=np.float32)
     feed = {spec.name: x}
     names = [o.name for o in model.outputs]
 
@@ -81,7 +87,8 @@ def measure(
         "provider": provider,
         "session": model.session_info.to_dict(),
         "input": str(spec),
-        "batch": 1,
+        "batch": batch,
+        "deployment": model.route_for(batch).candidate.id if model.routes else None,
         "threads": threads,
         "check_finite": check_finite,
         "rounds": rounds,
@@ -120,7 +127,8 @@ def render(result: dict[str, Any]) -> str:
     raw, wrapped, ratio = result["raw_session_run_us"], result["model_predict_us"], result["ratio"]
     return key_values(
         [
-            ("model", f"{result['model']} ({result['input']}), batch 1, {result['threads']} thread(s)"),
+            ("model", f"{result['model']} ({result['input']}), batch {result['batch']}, {result['threads']} thread(s)"),
+            ("deployment route", result["deployment"] or "-"),
             ("session", result["session"]["requested"] + " -> " + _summary(result["session"])),
             ("cpu", result["machine"]),
             ("check_finite", result["check_finite"]),
@@ -158,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calls", type=int, default=200, help="calls per side per round")
     parser.add_argument("--warmup", type=int, default=500)
     parser.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads")
+    parser.add_argument("--batch", type=int, default=1, help="batch size (a deployment folder: picks the route)")
     parser.add_argument("--epochs", type=int, default=10, help="training epochs when exporting LeNet-5")
     parser.add_argument("--check-finite", action="store_true", help="time Model(check_finite=True)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -171,7 +180,16 @@ def main(argv: list[str] | None = None) -> int:
         model_path = export_lenet(Path(folder), args.epochs) if args.model == "train" else args.model
         for provider in [p.strip() for p in args.providers.split(",") if p.strip()]:
             results.append(
-                measure(model_path, args.rounds, args.calls, args.threads, args.warmup, args.check_finite, provider)
+                measure(
+                    model_path,
+                    args.rounds,
+                    args.calls,
+                    args.threads,
+                    args.warmup,
+                    args.check_finite,
+                    provider,
+                    args.batch,
+                )
             )
     print(json.dumps(results, indent=2) if args.json else "\n\n".join(render(r) for r in results))
     return 0 if all(r["passed"] for r in results) else 1
