@@ -100,9 +100,7 @@ def _unit_range(array: np.ndarray, name: str) -> np.ndarray:
     if array.dtype.kind in "iu":
         low, high = (int(array.min()), int(array.max())) if array.size else (0, 0)
         if low < 0 or high > 65535:
-            raise InputError(
-                f"{name}: integer pixels must lie in 0..255 (or 0..65535 for 16-bit), got {low}..{high}"
-            )
+            raise InputError(f"{name}: integer pixels must lie in 0..255 (or 0..65535 for 16-bit), got {low}..{high}")
         # 8-bit pixels unless the values say otherwise (16-bit scans).
         full_scale = 255.0 if high <= 255 else 65535.0
         return array.astype(np.float32) / full_scale

@@ -86,7 +86,6 @@ CHOICES = ("auto", *PROVIDERS)
 CHAINS = {"cpu": (CPU,), "openvino": (OPENVINO, CPU), "cuda": (CUDA, CPU), "tensorrt": (TENSORRT, CUDA, CPU)}
 
 
-
 def provider_spec(name: str) -> ProviderSpec:
     """The table entry for a short name, an alias or an onnxruntime name; a usage error otherwise."""
     key = name.strip()

@@ -346,7 +346,7 @@ class _Opening:
 
 
 def _open_first(opening: _Opening, config: SessionConfig) -> OrtRunner:
-    """"auto": the first provider present that runs the whole model; the CPU provider in the end."""
+    """ "auto": the first provider present that runs the whole model; the CPU provider in the end."""
     passed_over = []
     for provider in _providers.present():
         if provider == "cpu":
@@ -643,7 +643,6 @@ def clean_ort_message(text: str, limit: int = 420) -> str:
         cut = message.rfind(". ", 0, limit)
         message = message[: cut + 1] if cut > 0 else message[:limit] + "..."
     return message
-
 
 
 __all__ = [
