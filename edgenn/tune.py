@@ -281,6 +281,12 @@ def _check_output(output: Path, force: bool) -> Path:
         raise InputError(f"output {str(output)!r} is a file; give a folder path for the deployment")
     if output.exists() and not force:
         raise InputError(f"output folder {str(output)!r} exists; pass --force to replace it")
+    if output.exists() and any(output.iterdir()) and not (output / DEPLOY_FILE).is_file():
+        # --force replaces a deployment, never a folder of other things (-o models --force)
+        raise InputError(
+            f"output folder {str(output)!r} holds files but no {DEPLOY_FILE}: it is not a deployment, and --force "
+            "replaces only those; give a new or empty folder"
+        )
     if not output.parent.is_dir():
         raise InputError(f"output's parent folder {str(output.parent)!r} does not exist; create it first")
     return output
@@ -356,7 +362,9 @@ def _score(candidates: list[_Candidate], source: Any, data: _Data, options: Tune
     step(f"scoring {len(candidates)} candidates on {data.selection.source}")
     fixed = source.fixed_batch
     reference = next(c for c in candidates if c.id == REFERENCE)
-    ref_runner = evaluation_runner(reference.path, config=reference.config)
+    ref_runner = evaluation_runner(reference.path, config=reference.config)  # a failure here is the model's
+    if ref_runner.info.note:
+        raise EdgennError(f"the fp32 model does not run plainly on the CPU provider: {ref_runner.info.note}")
     ref_selection = predict(ref_runner, data.selection, fixed)
     ref_report = predict(ref_runner, data.report, fixed) if data.report is not None else None
     ref_accuracy = accuracy(ref_selection, data.selection.labels) if data.labelled else None

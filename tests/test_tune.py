@@ -248,6 +248,11 @@ def test_cli_refuses_an_existing_folder_and_a_budget_too_small(two_routes, expor
     small = runner.invoke(cli, ["tune", str(exported("lenet5")), "-o", str(tmp_path / "d"), "--time-budget", "5"])
     assert small.exit_code == 1 and f"at least {minimum_budget(4):g} s" in small.output
     assert not (tmp_path / "d").exists()
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "keep.txt").write_text("not a deployment")
+    refused = runner.invoke(cli, ["tune", str(exported("lenet5")), "-o", str(other), "--force"])
+    assert refused.exit_code == 1 and "not a deployment" in refused.output and (other / "keep.txt").is_file()
     unknown = runner.invoke(cli, ["tune", str(exported("lenet5")), "-o", str(tmp_path / "d"), "--recipes", "int4"])
     assert unknown.exit_code == 2 and "unknown recipe int4" in unknown.output
 
