@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import gc
+import json
 import math
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -34,7 +35,7 @@ from edgenn.errors import EdgennError, InputError, ModelFileError, first_line
 from edgenn.fileio import atomic_path, check_file_target
 from edgenn.runtime import providers as provider_table
 from edgenn.runtime.session import SessionConfig, clean_ort_message, open_session, parse_provider, unavailable
-from edgenn.specs import BATCH, TensorSpec, fixed_batch
+from edgenn.specs import BATCH, META_DIM_SIZES, META_SOURCE, TensorSpec, fixed_batch
 from edgenn.stats import RatioSummary, Summary, paired_ratio, summarize
 from edgenn.timing import MIN_ROUNDS, Rounds, plan_rounds, run_rounds, time_calls  # noqa: F401  (re-exported)
 from edgenn.versions import edgenn_version
@@ -283,6 +284,8 @@ def bench(
     if eager is not None:
         variants.append(_load_eager(eager, weights, options.inputs))
     _resolve_dims(variants, options.inputs)
+    if eager is not None:
+        _check_eager_matches(variants, eager)
     environment = collect_environment()
     probe = RssProbe()
     gc.collect()  # once, here: later only young garbage is collected, and none while timing
@@ -376,6 +379,8 @@ class _Variant:
     load_seconds: float = 0.0  # eager: building the module and loading the weights
     load_memory_mb: float | None = None
     examples: tuple[Any, ...] = ()  # eager: the factory's own example inputs, for dim sizes
+    stored_dims: dict[str, int] = field(default_factory=dict)  # onnx: the sizes its export was validated at
+    source: str | None = None  # onnx: the SOURCE it was exported from (edgenn metadata), where known
 
     @property
     def name(self) -> str:
@@ -395,7 +400,43 @@ def _inspect_onnx(path: str | Path, name: str) -> _Variant:
     specs = runner.inputs
     # whatever its name, a symbolic first dim is the batch
     specs = tuple(s.with_batch(BATCH) if s.shape and isinstance(s.shape[0], str) else s for s in specs)
-    return _Variant(VariantInfo(name, "onnx", str(path), specs), path=path)
+    try:
+        stored = json.loads(runner.metadata.get(META_DIM_SIZES, "{}"))
+    except ValueError:
+        stored = {}
+    stored = {str(k): v for k, v in stored.items() if isinstance(v, int) and v > 0} if isinstance(stored, dict) else {}
+    return _Variant(
+        VariantInfo(name, "onnx", str(path), specs),
+        path=path,
+        stored_dims=stored,
+        source=runner.metadata.get(META_SOURCE),
+    )
+
+
+def _check_eager_matches(variants: Sequence[_Variant], eager_spec: str) -> None:
+    """The eager baseline must be the model the .onnx files were exported from: same inputs (count,
+    dtypes, sizes) and, where the file names a zoo model, that model. Otherwise its speed-up means nothing."""
+    eager = next((v for v in variants if v.kind == "eager"), None)
+    if eager is None:
+        return
+    for variant in variants:
+        if variant.kind != "onnx":
+            continue
+        zoo_source = variant.source if variant.source and ":" not in variant.source else None
+        if zoo_source and ":" not in eager_spec and zoo_source != eager_spec:
+            raise InputError(
+                f"--eager {eager_spec} is not the model of {variant.info.source} (exported from {zoo_source}); "
+                f"bench a model against its own eager source: --eager {zoo_source}"
+            )
+        mine = [(s.dtype, s.shape[1:]) for s in eager.info.inputs]
+        theirs = [(s.dtype, s.shape[1:]) for s in variant.info.inputs]
+        if mine != theirs:
+            shown = ", ".join(str(s) for s in variant.info.inputs)
+            own = ", ".join(str(s) for s in eager.info.inputs)
+            raise InputError(
+                f"--eager {eager_spec} takes {own} but {variant.info.source} takes {shown}: the eager baseline must "
+                "be the model the .onnx was exported from"
+            )
 
 
 def _load_eager(spec: str, weights: str | Path | None, overrides: Sequence[TensorSpec]) -> _Variant:
@@ -410,8 +451,13 @@ def _load_eager(spec: str, weights: str | Path | None, overrides: Sequence[Tenso
     # only sizes their dynamic dims (in _resolve_dims).
     given = tuple(TensorSpec(s.name, (BATCH, *s.shape[1:]), s.dtype) for s in overrides) if ":" in spec else ()
     try:
-        loaded = load_source(spec, None if weights is None else str(weights))
-        if given and loaded.user_examples is None:
+        try:
+            loaded = load_source(spec, None if weights is None else str(weights))
+        except InputError:
+            if not given:
+                raise
+            loaded = None  # a factory without example inputs: --input says what they are
+        if given and (loaded is None or loaded.user_examples is None):
             loaded = load_source(spec, None, given)
     except EdgennError as exc:
         raise type(exc)(f"eager source {spec!r} does not load: {exc}") from None
@@ -454,6 +500,9 @@ def _resolve_dims(variants: list[_Variant], overrides: Sequence[TensorSpec]) -> 
             for dim, size in zip(spec.shape[1:], tuple(example.shape)[1:], strict=False):
                 if isinstance(dim, str):
                     sizes.setdefault(dim, int(size))
+    for variant in variants:  # last: what the export was validated at
+        for dim, size in variant.stored_dims.items():
+            sizes.setdefault(dim, size)
     for variant in variants:
         fixed = tuple(_fix_dims(spec, by_input.get(spec.name), sizes, variant.name) for spec in variant.info.inputs)
         variant.info = replace(variant.info, inputs=fixed)

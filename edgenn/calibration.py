@@ -62,10 +62,10 @@ def read_preprocessing(model: Any) -> Preprocessing | None:
 
 def digits_samples(specs: tuple[TensorSpec, ...], prep: Preprocessing | None, split: str, flag: str) -> Samples:
     """A digits split as inputs of this model; `flag` names the option that would replace it."""
-    if prep is None:
+    if prep is None or not prep.is_digits:
         raise InputError(
-            f"the model has no edgenn preprocessing metadata ({META_PREPROCESSING}), so edgenn cannot turn "
-            f"digits into its inputs; pass {flag} data.npz"
+            f"the model is not one of the zoo's digits models (no digits preprocessing in {META_PREPROCESSING}), "
+            f"so edgenn has no data for it; pass {flag} data.npz (one array per input)"
         )
     if len(specs) != 1:
         raise InputError(f"digits feed one input, the model has {len(specs)}; pass {flag} data.npz")
@@ -77,8 +77,11 @@ def digits_samples(specs: tuple[TensorSpec, ...], prep: Preprocessing | None, sp
     return samples
 
 
-def load_npz(path: str | os.PathLike[str], specs: tuple[TensorSpec, ...], flag: str, labelled: bool) -> Samples:
-    """A user's .npz as model inputs (and `labels` when `labelled`), checked against the graph."""
+def load_npz(
+    path: str | os.PathLike[str], specs: tuple[TensorSpec, ...], flag: str, labelled: bool | None
+) -> Samples:
+    """A user's .npz as model inputs (and `labels`: required when `labelled`, ignored when False, kept
+    where present when None), checked against the graph."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{flag} file {str(path)!r} not found")
@@ -95,9 +98,9 @@ def load_npz(path: str | os.PathLike[str], specs: tuple[TensorSpec, ...], flag: 
             f"{flag} file {str(path)!r} has no {LABELS_KEY!r} array; evaluation needs the true class of each sample"
         )
     feeds = _match_inputs(arrays, specs, path, flag)
-    if labels is not None and labelled:
+    if labels is not None and labelled is not False:
         labels = _check_labels(labels, len(next(iter(feeds.values()))), path, flag)
-    samples = Samples(feeds, labels if labelled else None, str(path))
+    samples = Samples(feeds, labels if labelled is not False else None, str(path))
     check_samples(samples, specs, flag)
     return samples
 
@@ -192,3 +195,49 @@ def calibration_reader(samples: Samples, batch: int | None) -> Any:
             return next(self._batches, None)
 
     return _Reader()
+
+
+RANDOM_SAMPLES = 256
+
+
+def random_samples(
+    specs: tuple[TensorSpec, ...], dim_sizes: Mapping[str, int], seed: int = 0, count: int = RANDOM_SAMPLES
+) -> Samples:
+    """Seeded random inputs where no data exists: floats ~ N(0, 1), integers in 0..1 (a valid index for any
+    embedding), booleans at random. Good for timings and output error, not for accuracy or calibration."""
+    rng = np.random.default_rng(seed)
+    feeds = {}
+    for spec in specs:
+        shape = []
+        for i, dim in enumerate(spec.shape):
+            if isinstance(dim, int):
+                shape.append(dim)
+            elif i == 0:
+                shape.append(count)
+            elif dim in dim_sizes:
+                shape.append(int(dim_sizes[dim]))
+            else:
+                example = "x".join(["1"] + [str(d) if isinstance(d, int) else "8" for d in spec.shape[1:]])
+                raise InputError(
+                    f"input {spec.name!r} has a dynamic dimension {dim!r} and no data says its size: give "
+                    f"--input {spec.name}:{example}:{spec.dtype}, or --eval-data data.npz"
+                )
+        if spec.dtype.startswith("float"):
+            feeds[spec.name] = rng.standard_normal(shape).astype(spec.dtype)
+        elif spec.dtype == "bool":
+            feeds[spec.name] = rng.integers(0, 2, shape).astype(bool)
+        else:
+            feeds[spec.name] = rng.integers(0, 2, shape).astype(spec.dtype)
+    return Samples(feeds, None, f"random inputs (seed {seed}, {count} samples)")
+
+
+def stored_dim_sizes(model: Any) -> dict[str, int]:
+    """The sizes of named dynamic dims the export was validated at (edgenn.dim_sizes metadata)."""
+    from edgenn.specs import META_DIM_SIZES
+
+    props = {p.key: p.value for p in model.metadata_props}
+    try:
+        data = json.loads(props.get(META_DIM_SIZES, "{}"))
+    except ValueError:
+        return {}
+    return {str(k): int(v) for k, v in data.items() if isinstance(v, int) and v > 0} if isinstance(data, dict) else {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import traceback
 import warnings
@@ -10,41 +11,107 @@ from typing import Any
 
 import click
 
-from edgenn.errors import EdgennError, first_line
-from edgenn.report import key_values, percent, render_bench, render_export, render_quantize, render_tune, table, to_json
+from edgenn.errors import EXIT_CHECK_FAILED, EXIT_ERROR, CheckFailed, EdgennError, first_line
+from edgenn.report import (
+    key_values,
+    outputs_json,
+    percent,
+    render_bench,
+    render_export,
+    render_outputs,
+    render_quantize,
+    render_tune,
+    table,
+    to_json,
+)
 from edgenn.runtime.providers import PRECISIONS
 
 
 class EdgennGroup(click.Group):
-    """Turns library errors into one line and a non-zero exit; tracebacks only with --verbose."""
+    """Turns library errors into one line and a non-zero exit; tracebacks only with --verbose.
+
+    Under --json the error is a JSON object on stdout ({"error": ..., "exit_code": ...}), so that a
+    script reading the command's output always gets JSON. Exit codes: 0 done, 1 error, 2 usage,
+    3 a check did not pass (edgenn.errors).
+    """
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+        except (click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except click.ClickException as exc:
+            if _json_mode(ctx):
+                _json_error(exc.format_message(), exc.exit_code)
             raise
         except KeyboardInterrupt:
             raise click.Abort() from None
         except EdgennError as exc:
             if _verbose(ctx):
                 traceback.print_exc()
-            raise click.ClickException(str(exc)) from None
+            code = EXIT_CHECK_FAILED if isinstance(exc, CheckFailed) else EXIT_ERROR
+            if _json_mode(ctx):
+                _json_error(str(exc), code)
+            raise _Failure(str(exc), code) from None
+        except ModuleNotFoundError as exc:
+            if exc.name and exc.name.split(".")[0] in EXTRA_MODULES and not _verbose(ctx):
+                message = (
+                    f"this command needs {exc.name.split('.')[0]}, which this install lacks: pip install "
+                    "'edgenn[full]' (the runtime install runs predict and inspect only)"
+                )
+                if _json_mode(ctx):
+                    _json_error(message, EXIT_ERROR)
+                raise click.ClickException(message) from None
+            if _verbose(ctx):
+                raise
+            raise click.ClickException(f"unexpected ModuleNotFoundError: {first_line(exc)}") from None
         except Exception as exc:  # a bug or an unforeseen failure: still one line for people
             if _verbose(ctx):
                 raise
-            first = first_line(exc)
-            raise click.ClickException(
-                f"unexpected {type(exc).__name__}: {first} (run with --verbose for the traceback)"
-            ) from None
+            message = f"unexpected {type(exc).__name__}: {first_line(exc)} (run with --verbose for the traceback)"
+            if _json_mode(ctx):
+                _json_error(message, EXIT_ERROR)
+            raise click.ClickException(message) from None
+
+
+# What the `full` extra brings; a command that needs one of them says so in one line where it is absent.
+EXTRA_MODULES = frozenset({"torch", "onnx", "onnxscript", "sklearn", "safetensors", "tqdm", "onnxconverter_common"})
+
+
+class _Failure(click.ClickException):
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.exit_code = code
+
+
+def _json_error(message: str, code: int) -> None:
+    click.echo(to_json({"error": message, "exit_code": code}), nl=False)
+    sys.exit(code)
+
+
+def _state(ctx: click.Context) -> dict[str, Any]:
+    return ctx.find_root().ensure_object(dict)
 
 
 def _verbose(ctx: click.Context) -> bool:
-    return bool((ctx.find_root().obj or {}).get("verbose"))
+    return bool(_state(ctx).get("verbose"))
+
+
+def _json_mode(ctx: click.Context) -> bool:
+    return bool(_state(ctx).get("json"))
 
 
 def _set_verbose(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
     if value:
-        ctx.find_root().ensure_object(dict)["verbose"] = True
+        _state(ctx)["verbose"] = True
+        # `edgenn export -v` as `edgenn -v export`: the group silenced warnings before this option was read
+        warnings.resetwarnings()
+    return value
+
+
+def _set_json(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
+    if value:
+        _state(ctx)["json"] = True
     return value
 
 
@@ -56,12 +123,23 @@ def verbose_option(f: Callable[..., Any]) -> Callable[..., Any]:
         expose_value=False,
         is_eager=True,
         callback=_set_verbose,
-        help="Show library noise and full tracebacks.",
+        help="Show library noise and full tracebacks (before or after the command name).",
     )(f)
 
 
 def json_option(f: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")(f)
+    return click.option(
+        "--json",
+        "as_json",
+        is_flag=True,
+        is_eager=True,  # read first, so that even a bad option's error comes as JSON
+        callback=_set_json,
+        help="Print the result (or the error) as JSON on stdout.",
+    )(f)
+
+
+def json_out_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--json-out", "json_out", metavar="FILE", help="Also write the JSON here.")(f)
 
 
 def is_verbose() -> bool:
@@ -69,12 +147,68 @@ def is_verbose() -> bool:
     return bool(ctx and _verbose(ctx))
 
 
+def examples(*lines: str) -> str:
+    """The epilog of a command's --help: real command lines, shown as written."""
+    return "\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+def _write_json_out(path: str | None, data: Any) -> None:
+    if path:
+        from edgenn.fileio import write_text_atomic
+
+        write_text_atomic(path, to_json(data))
+
+
+def _int_list(_ctx: Any, _param: Any, value: str) -> tuple[int, ...]:
+    """A comma-separated list of positive whole numbers (batch sizes, thread counts)."""
+    try:
+        items = tuple(int(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of whole numbers, like 1,8,64") from None
+    if not items or min(items) < 1:
+        raise click.BadParameter(f"{value!r}: give positive whole numbers, like 1,8,64")
+    return items
+
+
+def _input_specs(_ctx: Any, _param: Any, values: tuple[str, ...]) -> tuple[Any, ...]:
+    from edgenn.specs import TensorSpec
+
+    try:
+        specs = tuple(TensorSpec.parse(v) for v in values)
+    except EdgennError as exc:
+        raise click.BadParameter(str(exc)) from None
+    names = [spec.name for spec in specs]
+    if len(set(names)) != len(names):
+        raise click.BadParameter(f"input names must be unique, got {', '.join(names)}")
+    return specs
+
+
+def input_option(help_text: str) -> Callable[..., Any]:
+    return click.option(
+        "--input",
+        "inputs",
+        multiple=True,
+        callback=_input_specs,
+        metavar="NAME:DIMS[:DTYPE]",
+        help=help_text + " Dims are separated by x or commas (ids:1,max_len:int64).",
+    )
+
+
+def batch_option(default: str, help_text: str) -> Callable[..., Any]:
+    return click.option(
+        "--batch", "batches", default=default, show_default=True, callback=_int_list, metavar="LIST", help=help_text
+    )
+
+
 @click.group(cls=EdgennGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="edgenn")
 @verbose_option
 @click.pass_context
 def cli(ctx: click.Context) -> None:
-    """Export PyTorch models to validated ONNX, quantize, benchmark and run them."""
+    """Export PyTorch models to validated ONNX, quantize, benchmark and run them.
+
+    Exit codes: 0 done, 1 error, 2 bad command line, 3 a check did not pass (validation, a budget).
+    """
     ctx.ensure_object(dict)
     if not _verbose(ctx):
         warnings.filterwarnings("ignore")
@@ -145,10 +279,10 @@ def zoo_command(as_json: bool) -> None:
     help="Weight init for every Linear/Conv/RNN (default: the model's own).",
 )
 @click.option("--schedule", type=click.Choice(["onecycle", "cosine", "constant"]))
-@click.option("--batch-size", type=click.IntRange(min=1))
+@click.option("--batch", "--batch-size", "batch_size", type=click.IntRange(min=1), help="Training batch size.")
 @click.option("--shift", type=click.FloatRange(0, 0.5), help="Random translation augmentation (fraction of size).")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Output folder [runs/MODEL].")
+@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False), help="Output folder [runs/MODEL].")
 @json_option
 @verbose_option
 def train_command(model: str, out_dir: str | None, as_json: bool, **options: Any) -> None:
@@ -186,17 +320,38 @@ def train_command(model: str, out_dir: str | None, as_json: bool, **options: Any
 
 
 # ------------------------------------------------------------------------------------- summary
-@cli.command("summary")
+@cli.command(
+    "summary",
+    epilog=examples(
+        "edgenn summary lenet5",
+        "edgenn summary tests/user_models.py:picture_classifier --input image:1x3x64x64 --batch 8",
+    ),
+)
 @click.argument("model")
-@click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--batch", "batch_size", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--batch-size", "old_batch_size", type=click.IntRange(min=1), hidden=True)
+@input_option("The inputs of a file.py:factory that returns no example inputs, e.g. image:1x3x64x64.")
 @json_option
 @verbose_option
-def summary_command(model: str, batch_size: int, as_json: bool) -> None:
-    """Per-layer output shapes and parameter counts of a zoo MODEL."""
-    from edgenn import zoo
+def summary_command(
+    model: str, batch_size: int, old_batch_size: int | None, inputs: tuple[Any, ...], as_json: bool
+) -> None:
+    """Per-layer output shapes and parameter counts of MODEL (a zoo name or file.py:factory)."""
+    from edgenn.sources import load_source
     from edgenn.summary import summarize
 
-    result = summarize(zoo.create(model), zoo.entry(model).inputs, batch_size, name=model)
+    loaded = load_source(model, None, inputs)
+    batch_size = old_batch_size or batch_size
+    sizes = loaded._user_dim_sizes()
+    specs = tuple(
+        s
+        if not any(isinstance(d, str) and d != "batch" for d in s.shape[1:])
+        else type(s)(
+            s.name, (s.shape[0], *(sizes.get(d, d) if isinstance(d, str) else d for d in s.shape[1:])), s.dtype
+        )
+        for s in loaded.input_specs
+    )
+    result = summarize(loaded.module, specs, batch_size, name=loaded.name)
     if as_json:
         click.echo(to_json(result.to_dict()))
         return
@@ -204,7 +359,7 @@ def summary_command(model: str, batch_size: int, as_json: bool) -> None:
         table(
             ["layer", "type", "output shape", "params"],
             [(r.name, r.kind, "x".join(map(str, r.output_shape)), r.parameters) for r in result.layers],
-            title=f"{model} (batch {batch_size})",
+            title=f"{loaded.name} (batch {batch_size})",
         )
     )
     click.echo(
@@ -219,30 +374,6 @@ def summary_command(model: str, batch_size: int, as_json: bool) -> None:
 
 
 # -------------------------------------------------------------------------------------- export
-def _int_list(_ctx: Any, _param: Any, value: str) -> tuple[int, ...]:
-    """A comma-separated list of positive whole numbers (batch sizes, thread counts)."""
-    try:
-        items = tuple(int(v) for v in value.split(",") if v.strip())
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not a comma-separated list of whole numbers, like 1,8,64") from None
-    if not items or min(items) < 1:
-        raise click.BadParameter(f"{value!r}: give positive whole numbers, like 1,8,64")
-    return items
-
-
-def _input_specs(_ctx: Any, _param: Any, values: tuple[str, ...]) -> tuple[Any, ...]:
-    from edgenn.specs import TensorSpec
-
-    try:
-        specs = tuple(TensorSpec.parse(v) for v in values)
-    except EdgennError as exc:
-        raise click.BadParameter(str(exc)) from None
-    names = [spec.name for spec in specs]
-    if len(set(names)) != len(names):
-        raise click.BadParameter(f"input names must be unique, got {', '.join(names)}")
-    return specs
-
-
 def _session_list(_ctx: Any, _param: Any, value: Any, allow_all: bool = False) -> tuple[str, ...]:
     """Comma-separated (or repeated) PROVIDER[:DEVICE][:PRECISION] entries, checked by name now."""
     from edgenn.runtime.providers import provider_spec
@@ -260,6 +391,15 @@ def _session_list(_ctx: Any, _param: Any, value: Any, allow_all: bool = False) -
     except EdgennError as exc:
         raise click.BadParameter(f"{exc}{'; bench also takes all' if allow_all else ''}") from None
     return items
+
+
+def resolved_auto(items: tuple[str, ...]) -> tuple[str, ...]:
+    """`auto` as the provider a Model would pick here (OpenVINO, CUDA, TensorRT where present, else cpu)."""
+    from edgenn.runtime.providers import PROVIDERS, resolve_providers
+
+    picked = resolve_providers("auto")[0]
+    short = next((name for name, spec in PROVIDERS.items() if spec.ort_name == picked), "cpu")
+    return tuple(dict.fromkeys(short if item.lower() == "auto" else item for item in items))
 
 
 def _one_session(ctx: Any, param: Any, value: str) -> str:
@@ -285,19 +425,66 @@ def _precision_list(_ctx: Any, _param: Any, value: str) -> tuple[str, ...]:
     return items
 
 
-@cli.command("export")
-@click.argument("source")
-@click.option(
-    "-o", "--output", "output", required=True, type=click.Path(dir_okay=False), help="The .onnx file to write."
+def _dims(_ctx: Any, _param: Any, values: tuple[str, ...]) -> tuple[tuple[str, int, int | None], ...]:
+    """--dim NAME=SIZE[,SIZE2]: the export size of a named dynamic dim and the second size parity checks."""
+    out = []
+    for text in values:
+        name, _, sizes = text.partition("=")
+        try:
+            numbers = [int(v) for v in sizes.split(",")]
+        except ValueError:
+            numbers = []
+        if not name.strip() or len(numbers) not in (1, 2) or min(numbers, default=0) < 1:
+            raise click.BadParameter(f"{text!r}: write NAME=SIZE or NAME=SIZE,SIZE2 with positive sizes, like H=64,128")
+        out.append((name.strip(), numbers[0], numbers[1] if len(numbers) == 2 else None))
+    return tuple(out)
+
+
+def _preprocess(_ctx: Any, _param: Any, value: str | None) -> Any:
+    if value is None:
+        return None
+    from edgenn.specs import Preprocessing
+
+    try:
+        return Preprocessing.parse(value)
+    except EdgennError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+@cli.command(
+    "export",
+    epilog=examples(
+        "edgenn export lenet5 --weights models/lenet5/model.safetensors -o lenet5.onnx",
+        "edgenn export tests/user_models.py:unet --input image:1x3xHxW --dim H=64,96 --dim W=64,96 -o unet.onnx",
+        "edgenn export tests/user_models.py:two_inputs --output logits --output score -o two.onnx --json",
+    ),
 )
+@click.argument("source")
+@click.option("-o", "--out", "output", required=True, type=click.Path(dir_okay=False), help="The .onnx file to write.")
 @click.option("--weights", type=click.Path(dir_okay=False), help="Weights from `edgenn train` (zoo models).")
+@click.option("--random-weights", is_flag=True, help="Zoo models: export untrained weights (refused otherwise).")
+@input_option("An input, e.g. x:1x3x224x224:float32 or ids:1x16:int64 (repeat for several; default: forward's).")
 @click.option(
-    "--input",
-    "inputs",
+    "--output",
+    "output_names",
     multiple=True,
-    callback=_input_specs,
-    metavar="NAME:DIMS[:DTYPE]",
-    help="An input, e.g. x:1x3x224x224:float32 or ids:1x16:int64 (repeat for several).",
+    metavar="NAME",
+    help="Name the outputs in order (repeat) [dict keys, named-tuple fields, else output, output_0, ...].",
+)
+@click.option(
+    "--dim",
+    "dims",
+    multiple=True,
+    callback=_dims,
+    metavar="NAME=SIZE[,SIZE2]",
+    help="Size of a named dynamic dim at export, and the second size parity checks [8, then 2n-1].",
+)
+@click.option(
+    "--preprocess",
+    callback=_preprocess,
+    metavar="SPEC",
+    help="How a picture becomes the input, stored in the model: size=224x224,mean=0.485,0.456,0.406,"
+    "std=0.229,0.224,0.225,layout=NCHW,color=rgb.",
 )
 @click.option("--static", is_flag=True, help="Pin the batch dimension instead of making it dynamic.")
 @click.option("--opset", type=click.IntRange(7, 30), help="ONNX opset (default: the exporter's).")
@@ -308,8 +495,14 @@ def _precision_list(_ctx: Any, _param: Any, value: str) -> tuple[str, ...]:
     show_default=True,
     help="auto: dynamo first, TorchScript if it fails.",
 )
+@click.option(
+    "--allow-trace-warnings",
+    is_flag=True,
+    help="Keep a TorchScript export whose tracing froze values computed from the inputs (refused otherwise).",
+)
 @click.option("--softmax/--no-softmax", "softmax", default=None, help="Zoo models: end in a softmax (probabilities).")
-@click.option("--batches", default="1,7,64", show_default=True, callback=_int_list, help="Parity batch sizes.")
+@batch_option("1,7,64", "Parity batch sizes.")
+@click.option("--batches", "old_batches", callback=lambda c, p, v: _int_list(c, p, v) if v else None, hidden=True)
 @click.option("--atol", type=click.FloatRange(min=0), default=1e-4, show_default=True)
 @click.option("--rtol", type=click.FloatRange(min=0), default=1e-3, show_default=True)
 @click.option(
@@ -321,59 +514,87 @@ def _precision_list(_ctx: Any, _param: Any, value: str) -> tuple[str, ...]:
     help="Check parity on these providers too, e.g. openvino or openvino:bf16 (comma list or repeat).",
 )
 @click.option("--keep-invalid", is_flag=True, help="Keep the file even when validation fails.")
-@click.option("--report", "report_path", type=click.Path(dir_okay=False), help="Also write the report as JSON here.")
+@json_out_option
+@click.option("--report", "old_report", type=click.Path(dir_okay=False), hidden=True)
 @json_option
 @verbose_option
 def export_command(
     source: str,
     output: str,
     weights: str | None,
+    random_weights: bool,
     inputs: tuple[Any, ...],
+    output_names: tuple[str, ...],
+    dims: tuple[tuple[str, int, int | None], ...],
+    preprocess: Any,
     static: bool,
     opset: int | None,
     exporter: str,
+    allow_trace_warnings: bool,
     softmax: bool | None,
     batches: tuple[int, ...],
+    old_batches: tuple[int, ...] | None,
     atol: float,
     rtol: float,
     validate_on: tuple[str, ...],
     keep_invalid: bool,
-    report_path: str | None,
+    json_out: str | None,
+    old_report: str | None,
     as_json: bool,
 ) -> None:
     """Export SOURCE (a zoo name, file.py:factory or module:attr) to a validated ONNX file."""
     from edgenn.export import ExportOptions, export_source
-    from edgenn.fileio import write_text_atomic
     from edgenn.parity import Tolerance
 
+    json_out = json_out or old_report
     options = ExportOptions(
         opset=opset,
         dynamic_batch=not static,
         exporter=exporter,
-        parity_batches=batches,
+        parity_batches=old_batches or batches,
         tolerance=Tolerance(atol, rtol),
         keep_invalid=keep_invalid,
         verbose=is_verbose(),
         validate_on=validate_on,
+        output_names=output_names,
+        dims=dims,
+        allow_trace_warnings=allow_trace_warnings,
     )
-    if report_path:
+    if json_out:
         from edgenn.fileio import check_file_target, refuse_same_file
 
-        check_file_target(report_path, "--report")
-        refuse_same_file(output, ("--report file", report_path))
+        check_file_target(json_out, "--json-out")
+        refuse_same_file(output, ("--json-out file", json_out))
     on_step = None if as_json else (lambda text: click.echo(f"  {text}...", err=True))
-    result = export_source(source, output, weights, options, inputs, softmax, on_step=on_step)
-    if report_path:
-        write_text_atomic(report_path, to_json(result.to_dict()))
+    result = export_source(
+        source,
+        output,
+        weights,
+        options,
+        inputs,
+        softmax,
+        on_step=on_step,
+        random_weights=random_weights,
+        preprocessing=preprocess,
+    )
+    _write_json_out(json_out, result.to_dict())
     click.echo(to_json(result.to_dict()) if as_json else render_export(result))
     result.raise_for_failure()
 
 
 # ------------------------------------------------------------------------------------- predict
-@cli.command("predict")
+@cli.command(
+    "predict",
+    epilog=examples(
+        "edgenn predict models/lenet5/model.onnx digit.png --top-k 3",
+        "edgenn predict two.onnx inputs.npz --json        # .npz: one array per input name",
+        "edgenn predict unet.onnx picture.png --raw       # raw outputs of any model",
+    ),
+)
 @click.argument("model_path", metavar="MODEL")
 @click.argument("input_path", metavar="INPUT")
 @click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True, help="Classes to show.")
+@click.option("--raw", is_flag=True, help="Print the raw outputs instead of classes (the default for non-classifiers).")
 @click.option(
     "--provider",
     default="auto",
@@ -394,30 +615,45 @@ def predict_command(
     model_path: str,
     input_path: str,
     top_k: int,
+    raw: bool,
     provider: str,
     precision: str | None,
     fallback: bool,
     threads: int | None,
     as_json: bool,
 ) -> None:
-    """Classify INPUT (a picture, or a .npy of model inputs) with MODEL (.onnx); prints the top classes."""
-    from edgenn.runtime import Model, classify_file
+    """Run MODEL (.onnx, or a deployment folder) on INPUT: a picture, a .npy, or a .npz with one array per
+    input. Classifiers print their top classes; other models (or --raw) their outputs."""
+    from pathlib import Path
 
-    model = Model(
-        model_path, providers=provider, threads=threads, check_finite=True, precision=precision, fallback=fallback
-    )
-    result = classify_file(model, input_path, top_k)
-    if as_json:
-        click.echo(
-            to_json(
-                {
-                    "model": model.path,
-                    "providers": list(model.providers),
-                    "session": model.session_info.to_dict(),
-                    **result.to_dict(),
-                }
-            )
+    from edgenn.runtime import Model, classify_file
+    from edgenn.runtime.files import looks_like_scores, read_inputs
+
+    if Path(model_path).is_dir() and (provider, precision, fallback) == ("auto", None, False):
+        model = Model(model_path, threads=threads, check_finite=True)
+    else:
+        model = Model(
+            model_path, providers=provider, threads=threads, check_finite=True, precision=precision, fallback=fallback
         )
+    about = {"model": model.path, "providers": list(model.providers), "session": model.session_info.to_dict()}
+    if raw or not looks_like_scores(model) or Path(input_path).suffix.lower() == ".npz" and len(model.inputs) > 1:
+        read_as, feeds = read_inputs(model, input_path)
+        outputs = model.predict(feeds)
+        if as_json:
+            click.echo(to_json({**about, "source": input_path, "read_as": read_as, "outputs": outputs_json(outputs)}))
+            return
+        title = f"{input_path} (read as {read_as}) with {model.path} on {model.session_info.summary}"
+        click.echo(render_outputs(outputs, title))
+        return
+    if Path(input_path).suffix.lower() == ".npz":
+        read_as, feeds = read_inputs(model, input_path)
+        from edgenn.runtime.files import FileClassification
+
+        result = FileClassification(input_path, read_as, tuple(model.classify(feeds, top_k)))
+    else:
+        result = classify_file(model, input_path, top_k)
+    if as_json:
+        click.echo(to_json({**about, **result.to_dict()}))
         return
     if model.session_info.note:
         click.echo(f"note: {model.session_info.note}", err=True)
@@ -430,6 +666,45 @@ def predict_command(
     headers = (["sample"] if batch else []) + ["rank", "label", "index", "probability"]
     title = f"{input_path} (read as {result.read_as}) with {model.path} on {model.session_info.summary}"
     click.echo(table(headers, rows, title=title))
+
+
+# ------------------------------------------------------------------------------------- inspect
+@cli.command(
+    "inspect",
+    epilog=examples(
+        "edgenn inspect models/lenet5/model.onnx",
+        "edgenn inspect unet.onnx --json",
+        "edgenn inspect big.onnx --no-load   # read the file only, open no session",
+    ),
+)
+@click.argument("model_path", metavar="MODEL")
+@click.option("--load/--no-load", "load_check", default=True, show_default=True, help="Try a session per provider.")
+@json_option
+@verbose_option
+def inspect_command(model_path: str, load_check: bool, as_json: bool) -> None:
+    """What MODEL (.onnx) holds: inputs and outputs with their dims, opsets, producer, edgenn metadata, ops,
+    parameters, external data, and whether each provider present loads it."""
+    from edgenn.inspect_model import inspect_model
+
+    found = inspect_model(model_path, load_check=load_check)
+    if as_json:
+        click.echo(to_json(found.to_dict()))
+        return
+    shown_meta = {k: v for k, v in found.metadata.items() if k not in ("edgenn.validation", "edgenn.library_versions")}
+    pairs = [
+        ("file", f"{found.path} ({found.file_bytes / 1024:.1f} KiB)"),
+        ("producer", found.producer or "-"),
+        ("ir version", found.ir_version),
+        ("opsets", ", ".join(f"{d} {v}" for d, v in found.opsets.items())),
+        ("inputs", ", ".join(str(s) for s in found.inputs)),
+        ("outputs", ", ".join(str(s) for s in found.outputs)),
+        ("nodes", f"{found.nodes}: " + ", ".join(f"{op} {n}" for op, n in found.op_counts)),
+        ("parameters", f"{found.parameters:,} ({found.parameter_bytes / 1024:.1f} KiB)"),
+        ("external data", ", ".join(found.external_data) or "none (one self-contained file)"),
+    ]
+    pairs += [(key, value if isinstance(value, str) else json.dumps(value)) for key, value in shown_meta.items()]
+    pairs += [(f"loads on {p.provider}", ("yes: " if p.loads else "NO: ") + p.detail) for p in found.providers]
+    click.echo(key_values(pairs))
 
 
 # ----------------------------------------------------------------------------------- providers
@@ -469,9 +744,16 @@ def _recipe_list(_ctx: Any, _param: Any, value: str | None) -> tuple[str, ...] |
     return names
 
 
-@cli.command("quantize")
+@cli.command(
+    "quantize",
+    epilog=examples(
+        "edgenn quantize models/lenet5/model.onnx -o lenet5.int8.onnx --mode auto",
+        "edgenn quantize text.onnx -o text.int8.onnx --mode dynamic --input ids:1x32:int64",
+        "edgenn quantize unet.onnx -o unet.int8.onnx --mode auto --calibration pictures.npz --max-output-error 0.02",
+    ),
+)
 @click.argument("model_path", metavar="MODEL", type=click.Path(dir_okay=False))
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="The quantized .onnx to write.")
+@click.option("-o", "--out", "output", required=True, type=click.Path(dir_okay=False), help="The .onnx to write.")
 @click.option(
     "--mode",
     type=click.Choice(["static", "dynamic", "fp16", "auto"]),
@@ -514,6 +796,14 @@ def _recipe_list(_ctx: Any, _param: Any, value: str | None) -> tuple[str, ...] |
     metavar="POINTS",
     help="Accuracy budget in percentage points: auto mode's target, a check for the others.",
 )
+@click.option(
+    "--max-output-error",
+    type=float,
+    default=0.01,
+    show_default=True,
+    help="The budget where the data has no labels: max |quantized - fp32| over max |fp32|.",
+)
+@input_option("Sizes of dynamic dims for random data (no --eval-data, not a zoo model), e.g. ids:1x32:int64.")
 @click.option("--exclude", multiple=True, metavar="NODE", help="Keep this node in float (repeat for several).")
 @click.option("--quantize-output-layer", is_flag=True, help="Static: quantize the last Gemm/MatMul too.")
 @click.option(
@@ -531,15 +821,17 @@ def _recipe_list(_ctx: Any, _param: Any, value: str | None) -> tuple[str, ...] |
 )
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True, help="Threads for the timings.")
 @click.option(
+    "--provider",
     "--providers",
     "providers",
-    default="cpu",
+    default="auto",
     show_default=True,
     callback=_session_list,
     metavar="LIST",
     help="Measure both models on these providers, side by side, e.g. cpu,openvino,openvino:bf16 "
-    "(the first is where auto mode chooses).",
+    "(the first is where auto mode chooses; auto: the one Model picks).",
 )
+@json_out_option
 @json_option
 @verbose_option
 def quantize_command(
@@ -553,15 +845,21 @@ def quantize_command(
     samples: int,
     eval_data: str | None,
     max_accuracy_drop: float,
+    max_output_error: float,
+    inputs: tuple[Any, ...],
     exclude: tuple[str, ...],
     quantize_output_layer: bool,
     min_conv_channels: int,
     recipes: tuple[str, ...] | None,
     threads: int,
     providers: tuple[str, ...],
+    json_out: str | None,
     as_json: bool,
 ) -> None:
-    """Quantize MODEL (.onnx) and measure what it cost against the fp32 model on held-out data."""
+    """Quantize MODEL (.onnx) and measure what it cost against the fp32 model on held-out data.
+
+    Accuracy where the data has labels (the zoo's digits, or --eval-data with `labels`); otherwise
+    output error, SQNR and cosine similarity. dynamic and fp16 need no data: random inputs time them."""
     from tqdm import tqdm
 
     from edgenn.evaluate import LatencyOptions
@@ -576,11 +874,13 @@ def quantize_command(
         calibration=calibration,
         eval_data=eval_data,
         max_accuracy_drop=max_accuracy_drop,
+        max_output_error=max_output_error,
+        inputs=inputs,
         exclude=exclude,
         keep_output_layer_float=not quantize_output_layer,
         min_conv_channels=min_conv_channels,
         latency=LatencyOptions(threads=threads),
-        providers=providers,
+        providers=resolved_auto(providers),
         verbose=is_verbose(),
         **({"auto_recipes": recipes} if recipes else {}),
     )
@@ -589,13 +889,15 @@ def quantize_command(
         result = quantize(model_path, output, options, on_step=bar.set_description_str)
     finally:
         bar.close()
+    _write_json_out(json_out, result.to_dict())
     click.echo(to_json(result.to_dict()) if as_json else render_quantize(result))
     if not result.budget_met:
         e = result.evaluation
-        raise click.ClickException(
-            f"accuracy budget of {result.max_accuracy_drop:g} points not met (drop {e.drop_points:.2f} points on the "
-            f"{e.data}); the best model found was written to {result.output}"
-        )
+        if e.drop_points is not None:
+            what = f"accuracy budget of {result.max_accuracy_drop:g} points not met (drop {e.drop_points:.2f} points"
+        else:
+            what = f"output error budget of {max_output_error:g} not met (error {e.output_error:.3g}"
+        raise CheckFailed(f"{what} on the {e.data}); the best model found was written to {result.output}")
 
 
 # ---------------------------------------------------------------------------------------- tune
@@ -616,7 +918,7 @@ def _tune_recipes(_ctx: Any, _param: Any, value: str | None) -> tuple[str, ...] 
 
 @cli.command("tune")
 @click.argument("model_path", metavar="MODEL", type=click.Path(dir_okay=False))
-@click.option("-o", "--output", required=True, type=click.Path(file_okay=False), help="The deployment folder to write.")
+@click.option("-o", "--out", "output", required=True, type=click.Path(file_okay=False), help="The deployment folder.")
 @click.option(
     "--batch", "batches", default="1,64", show_default=True, callback=_int_list, help="Batch sizes to tune for."
 )
@@ -624,12 +926,14 @@ def _tune_recipes(_ctx: Any, _param: Any, value: str | None) -> tuple[str, ...] 
     "--threads", callback=lambda c, p, v: _int_list(c, p, v) if v else (), help="Thread counts [all cores,1]."
 )
 @click.option(
+    "--provider",
     "--providers",
-    default="all",
+    "providers",
+    default="auto",
     show_default=True,
     callback=_bench_providers,
     metavar="LIST",
-    help="Providers to try, e.g. cpu,openvino (all: every one present; the CPU provider is always measured).",
+    help="Providers to try, e.g. cpu,openvino (auto or all: every one present; the CPU provider is always measured).",
 )
 @click.option("--max-accuracy-drop", type=float, default=0.5, show_default=True, metavar="POINTS", help="Budget.")
 @click.option(
@@ -686,7 +990,7 @@ def tune_command(
     options = TuneOptions(
         batches=batches,
         threads=threads,
-        providers=providers or ("all",),
+        providers=tuple("all" if p.lower() == "auto" else p for p in providers) or ("all",),
         max_accuracy_drop=max_accuracy_drop,
         max_output_error=max_output_error,
         time_budget=time_budget,
@@ -711,7 +1015,14 @@ def tune_command(
 
 
 # --------------------------------------------------------------------------------------- bench
-@cli.command("bench")
+@cli.command(
+    "bench",
+    epilog=examples(
+        "edgenn bench models/lenet5/model.onnx --eager lenet5 --batch 1,64 --threads 1,2",
+        "edgenn bench unet.onnx --eager tests/user_models.py:unet --input image:1x3x64x64",
+        "edgenn bench a.onnx b.onnx --provider all --precision f32,bf16 --json > bench.json",
+    ),
+)
 @click.argument("models", nargs=-1, metavar="[MODEL.onnx]...")
 @click.option(
     "--eager", metavar="SOURCE", help="Eager PyTorch baseline: a zoo name (with --weights) or file.py:factory."
@@ -720,7 +1031,7 @@ def tune_command(
 @click.option(
     "--provider",
     "providers",
-    default="cpu",
+    default="auto",
     show_default=True,
     callback=_bench_providers,
     help="cpu, openvino[:DEVICE], cuda, tensorrt, auto, all, or a comma list; those not here are skipped, "
@@ -756,9 +1067,8 @@ def tune_command(
     help="Sizes of dynamic dims other than batch, e.g. input:Bx8x8 (the first dim comes from --batch).",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random inputs.")
-@click.option(
-    "--json", "json_path", metavar="FILE", help="Write the report as JSON ('-': print it instead of the table)."
-)
+@json_out_option
+@json_option
 @click.option("--csv", "csv_path", metavar="FILE", help="Write one row per variant and point as CSV.")
 @click.option("--plot", "plot_path", metavar="FILE.png", help="Plot latency against batch size (needs matplotlib).")
 @verbose_option
@@ -777,7 +1087,8 @@ def bench_command(
     rounds: int,
     inputs: tuple[Any, ...],
     seed: int,
-    json_path: str | None,
+    json_out: str | None,
+    as_json: bool,
     csv_path: str | None,
     plot_path: str | None,
 ) -> None:
@@ -789,8 +1100,9 @@ def bench_command(
 
     if runs is not None and seconds is not None:
         raise EdgennError("give --runs or --seconds, not both")
-    for path, flag in ((json_path, "--json"), (csv_path, "--csv"), (plot_path, "--plot")):
-        if path and path != "-":
+    json_path = json_out
+    for path, flag in ((json_path, "--json-out"), (csv_path, "--csv"), (plot_path, "--plot")):
+        if path:
             check_output_path(path, flag)
     if plot_path:
         require_matplotlib()
@@ -808,7 +1120,12 @@ def bench_command(
         seed=seed,
     )
     bar = tqdm(
-        total=len(threads) * len(batches), desc="bench", unit="point", file=sys.stderr, disable=None, leave=False
+        total=len(threads) * len(batches),
+        desc="bench",
+        unit="point",
+        file=sys.stderr,
+        disable=True if as_json else None,
+        leave=False,
     )
 
     def on_point(done: int, total: int, label: str) -> None:
@@ -820,13 +1137,13 @@ def bench_command(
         report = bench(models, eager, weights, options, progress=on_point)
     finally:
         bar.close()
-    if json_path and json_path != "-":
+    if json_path:
         write_text_atomic(json_path, to_json(report.to_dict()))
     if csv_path:
         write_csv(report, csv_path)
     if plot_path:
         write_plot(report, plot_path)
-    if json_path == "-":
+    if as_json:
         click.echo(to_json(report.to_dict()), nl=False)
         return
     click.echo(render_bench(report))

@@ -28,8 +28,19 @@ class ExportError(EdgennError):
     """The module could not be loaded, run or expressed in ONNX."""
 
 
-class ValidationError(EdgennError):
+class CheckFailed(EdgennError):
+    """The work was done and a check of it did not pass (parity, an accuracy budget): exit code 3."""
+
+
+class ValidationError(CheckFailed):
     """An exported or quantized model does not compute what its reference computes."""
+
+
+# The exit codes of the `edgenn` command (the README lists them).
+EXIT_OK = 0
+EXIT_ERROR = 1  # bad input, a missing or corrupt file, a provider that is not here, a bug
+EXIT_USAGE = 2  # a command line that does not parse (click's own code)
+EXIT_CHECK_FAILED = 3  # CheckFailed: validation or a budget did not hold; what was written is named
 
 
 def first_line(exc: BaseException, limit: int = 300) -> str:

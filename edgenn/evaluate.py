@@ -8,6 +8,7 @@ QDQ model whose pairs were not fused runs in float, and only the optimised graph
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from collections import Counter
@@ -143,15 +144,17 @@ class ProviderEvaluation:
     """Both models on one provider and precision: accuracy, latency and where they really ran."""
 
     provider: str  # the session configuration's label: cpu, openvino, openvino bf16, ...
-    fp32_accuracy: float
-    quantized_accuracy: float
+    fp32_accuracy: float | None  # None without labels
+    quantized_accuracy: float | None
     latency: tuple[Latency, ...]
     fp32_placement: str  # SessionInfo.summary: device, precision, nodes the provider took
     quantized_placement: str
     note: str = ""  # the provider left nodes to the CPU, or fell back
 
     @property
-    def drop_points(self) -> float:
+    def drop_points(self) -> float | None:
+        if self.fp32_accuracy is None or self.quantized_accuracy is None:
+            return None
         return 100.0 * (self.fp32_accuracy - self.quantized_accuracy)
 
     def speedup_at(self, batch_size: int) -> float | None:
@@ -172,17 +175,21 @@ class ProviderEvaluation:
 
 @dataclass(frozen=True)
 class Evaluation:
-    """fp32 against quantized on the same labelled samples, in one run.
+    """fp32 against quantized on the same samples, in one run.
 
     The headline figures are on the first provider asked for (the CPU provider by default);
     `providers` holds every provider asked for, the first included, measured side by side.
+    Accuracy needs labels (None without); the output error figures are always there: max abs
+    error, output error (max abs error over max |fp32|, every output), SQNR in dB and cosine
+    similarity (of all outputs together), and argmax agreement where the first output looks like
+    class scores (None otherwise).
     """
 
     data: str
     samples: int
-    fp32_accuracy: float
-    quantized_accuracy: float
-    argmax_agreement: float
+    fp32_accuracy: float | None
+    quantized_accuracy: float | None
+    argmax_agreement: float | None
     max_abs_error: float
     fp32_bytes: int
     quantized_bytes: int
@@ -191,10 +198,19 @@ class Evaluation:
     latency_options: LatencyOptions = field(default_factory=LatencyOptions)
     latency_note: str = ""
     providers: tuple[ProviderEvaluation, ...] = ()
+    output_error: float = 0.0
+    sqnr_db: float = float("inf")
+    cosine: float = 1.0
 
     @property
-    def drop_points(self) -> float:
-        """Accuracy lost, in percentage points (negative: the quantized model did better)."""
+    def labelled(self) -> bool:
+        return self.fp32_accuracy is not None and self.quantized_accuracy is not None
+
+    @property
+    def drop_points(self) -> float | None:
+        """Accuracy lost, in percentage points (negative: the quantized model did better); None without labels."""
+        if self.fp32_accuracy is None or self.quantized_accuracy is None:
+            return None
         return 100.0 * (self.fp32_accuracy - self.quantized_accuracy)
 
     @property
@@ -213,6 +229,9 @@ class Evaluation:
             "drop_points": self.drop_points,
             "argmax_agreement": self.argmax_agreement,
             "max_abs_error": self.max_abs_error,
+            "output_error": self.output_error,
+            "sqnr_db": None if math.isinf(self.sqnr_db) else self.sqnr_db,
+            "cosine": self.cosine,
             "fp32_bytes": self.fp32_bytes,
             "quantized_bytes": self.quantized_bytes,
             "size_ratio": self.size_ratio,
@@ -261,12 +280,45 @@ def accuracy(outputs: Sequence[np.ndarray], labels: np.ndarray) -> float:
     return float(np.mean(scores.argmax(axis=1) == labels))
 
 
-def compare_outputs(reference: Sequence[np.ndarray], candidate: Sequence[np.ndarray]) -> tuple[float, float]:
-    """(argmax agreement, max abs error) of candidate against reference outputs (edgenn.parity)."""
+def compare_outputs(reference: Sequence[np.ndarray], candidate: Sequence[np.ndarray]) -> tuple[float | None, float]:
+    """(argmax agreement, max abs error) of candidate against reference outputs (edgenn.parity); the
+    agreement is None where the first output is not (samples, classes) scores."""
     names = [f"output_{i}" for i in range(len(reference))]
     report = compare(dict(zip(names, reference)), dict(zip(names, candidate)), Tolerance(), classifier=True)
-    agreement = report.outputs[0].argmax_agreement
-    return (1.0 if agreement is None else agreement), report.max_abs_error
+    first = reference[0]
+    scores = first.ndim == 2 and first.shape[1] > 1 and first.dtype.kind == "f"
+    return (report.outputs[0].argmax_agreement if scores else None), report.max_abs_error
+
+
+@dataclass(frozen=True)
+class OutputError:
+    """How far a candidate's outputs are from the reference's, where no labels say what is right."""
+
+    max_abs_error: float
+    relative: float  # max |candidate - reference| / max |reference|, worst output
+    sqnr_db: float  # signal-to-quantization-noise ratio of all outputs together (inf: identical)
+    cosine: float  # cosine similarity of all outputs together, flattened
+
+
+def output_error(reference: Sequence[np.ndarray], candidate: Sequence[np.ndarray]) -> OutputError:
+    worst_abs, worst_rel = 0.0, 0.0
+    signal = noise = dot = norm_r = norm_c = 0.0
+    for ref, got in zip(reference, candidate):
+        r = np.asarray(ref, dtype=np.float64).ravel()
+        c = np.asarray(got, dtype=np.float64).ravel()
+        diff = np.abs(c - r)
+        largest = float(diff.max()) if diff.size else 0.0
+        worst_abs = max(worst_abs, largest)
+        scale = float(np.abs(r).max()) if r.size else 0.0
+        worst_rel = max(worst_rel, largest / scale if scale > 0 else (0.0 if largest == 0 else math.inf))
+        signal += float(r @ r)
+        noise += float(diff @ diff)
+        dot += float(r @ c)
+        norm_r += float(r @ r)
+        norm_c += float(c @ c)
+    sqnr = math.inf if noise == 0 else (10 * math.log10(signal / noise) if signal > 0 else -math.inf)
+    cosine = dot / math.sqrt(norm_r * norm_c) if norm_r > 0 and norm_c > 0 else float(norm_r == norm_c)
+    return OutputError(worst_abs, worst_rel, sqnr, cosine)
 
 
 def median_latencies(
@@ -385,20 +437,20 @@ def evaluate(
 ) -> Evaluation:
     """Accuracy, output error, size, latency and kernels of quantized against fp32, on each provider in
     `sessions` (default: the CPU provider), every latency figure of one batch size measured side by side."""
-    if samples.labels is None:
-        raise InputError(f"evaluation data from {samples.source} has no labels")
+    labels = samples.labels
     configs = evaluation_configs(sessions, options.threads)
     pairs = [(evaluation_runner(fp32_path, config=c), evaluation_runner(quantized_path, config=c)) for c in configs]
     outputs = [(predict(ref, samples, fixed_batch), predict(cand, samples, fixed_batch)) for ref, cand in pairs]
     ref_out, cand_out = outputs[0]
     agreement, max_abs = compare_outputs(ref_out, cand_out)
+    error = output_error(ref_out, cand_out)
     batches, note = measured_batches(options, fixed_batch)
     per_batch = [median_latencies([r for pair in pairs for r in pair], samples, batch, options) for batch in batches]
     figures = tuple(
         ProviderEvaluation(
             provider=config.label,
-            fp32_accuracy=accuracy(outputs[i][0], samples.labels),
-            quantized_accuracy=accuracy(outputs[i][1], samples.labels),
+            fp32_accuracy=None if labels is None else accuracy(outputs[i][0], labels),
+            quantized_accuracy=None if labels is None else accuracy(outputs[i][1], labels),
             latency=tuple(Latency(b, times[2 * i], times[2 * i + 1]) for b, times in zip(batches, per_batch)),
             fp32_placement=pairs[i][0].info.summary,
             quantized_placement=pairs[i][1].info.summary,
@@ -424,6 +476,9 @@ def evaluate(
         latency_options=options,
         latency_note=note,
         providers=figures,
+        output_error=error.relative,
+        sqnr_db=error.sqnr_db,
+        cosine=error.cosine,
     )
 
 

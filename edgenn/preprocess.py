@@ -1,4 +1,4 @@
-"""Turning digit images into model inputs, in numpy alone.
+"""Turning pictures into model inputs, in numpy alone: the zoo's digits, and any picture model.
 
 Training (through torch) and the runtime (inside apps) use these same matrices, so an image
 reaches an exported model exactly as it reached the model during training.
@@ -82,3 +82,30 @@ def picture_to_digit(grey: np.ndarray, prep: Preprocessing) -> np.ndarray:
     small = resize(grey, prep.source_size, method="area")
     peak = float(small.max())
     return small / peak if peak > 0 else small
+
+
+def pixels_to_input(pixels: np.ndarray, prep: Preprocessing) -> np.ndarray:
+    """A picture model's input (batch of one) from (H, W) grey or (H, W, 3) RGB pixels in [0, 1].
+
+    Resized (bilinear, like torch's interpolate with align_corners=False) to `prep.size`, normalised
+    per channel, in `prep.color`'s channel order and `prep.layout`.
+    """
+    values = np.asarray(pixels, dtype=np.float32)
+    if values.ndim == 2:
+        values = values[..., None]
+    if values.ndim != 3 or values.shape[-1] not in (1, 3):
+        raise InputError(f"a picture must be (H, W) grey or (H, W, 3) colour, got shape {values.shape}")
+    if prep.channels == 1 and values.shape[-1] == 3:
+        values = (values @ np.array([0.299, 0.587, 0.114], dtype=np.float32))[..., None]
+    elif prep.channels == 3 and values.shape[-1] == 1:
+        values = np.repeat(values, 3, axis=-1)
+    planes = values.transpose(2, 0, 1)
+    if prep.color == "bgr":
+        planes = planes[::-1]
+    planes = resize(np.ascontiguousarray(planes), prep.size)
+    if prep.mean:
+        planes = planes - np.asarray(prep.mean, dtype=np.float32).reshape(-1, 1, 1)
+    if prep.std:
+        planes = planes / np.asarray(prep.std, dtype=np.float32).reshape(-1, 1, 1)
+    laid_out = planes if prep.layout == "NCHW" else planes.transpose(1, 2, 0)
+    return np.ascontiguousarray(laid_out[None], dtype=np.float32)

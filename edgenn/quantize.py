@@ -49,6 +49,7 @@ from edgenn.evaluate import (
     measured_batches,
     median_latencies,
     optimised_kernels,
+    output_error,
     predict,
 )
 from edgenn.fileio import atomic_path
@@ -82,8 +83,12 @@ QUANTIZED_OPS = frozenset(
 COMPUTE_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul", "LSTM", "GRU", "RNN", "Attention")
 MIN_INT8_CONV_CHANNELS = 4  # see the module docstring: below this, an int8 conv is 2.3-4x slower than float here
 SLOWER_THAN_FP32 = 0.95  # a throughput ratio below this is slower beyond the noise of a shared machine
+FASTER_THAN_FP32 = 1.05  # and above this, faster
+SMALLER_THAN_FP32 = 0.9  # a size ratio below this is smaller once the evaluation record is in the file
 # auto mode writes one file, which must run fast as it is: the recipes that need session options are tune's
 AUTO_RECIPES = recipes.file_only()
+# What auto mode writes when no recipe within the budget is faster than fp32 or smaller: fp32 itself.
+KEPT_FP32 = Recipe("fp32", registered_name="fp32", summary="no recipe was faster or smaller than fp32: fp32, unchanged")
 
 
 @dataclass(frozen=True)
@@ -96,6 +101,10 @@ class QuantizeOptions:
     calibration: str | None = None  # a .npz of inputs; default: digits train split via the model's metadata
     eval_data: str | None = None  # a labelled .npz (inputs + `labels`); default: the digits test split
     max_accuracy_drop: float = 0.5  # percentage points; auto mode's budget, a check for the others
+    # where the evaluation data has no labels: max |quantized - fp32| over max |fp32|, worst output
+    max_output_error: float = 0.01
+    # sizes of dynamic dims for random inputs (no data given, not a digits model); default: the export's
+    inputs: tuple[TensorSpec, ...] = ()
     exclude: tuple[str, ...] = ()  # node names to keep in float
     keep_output_layer_float: bool = True
     min_conv_channels: int = MIN_INT8_CONV_CHANNELS  # convs with fewer input channels stay float (0: none)
@@ -123,6 +132,8 @@ class QuantizeOptions:
             raise InputError("--samples must be at least 1")
         if not np.isfinite(self.max_accuracy_drop):
             raise InputError("--max-accuracy-drop must be a finite number of percentage points")
+        if not (np.isfinite(self.max_output_error) and self.max_output_error >= 0):
+            raise InputError("--max-output-error must be a finite number, 0 or more (0.01: 1% of the output's scale)")
         if min(self.latency.batch_sizes, default=0) < 1 or self.latency.rounds < 1 or self.latency.repeats < 1:
             raise InputError("latency batch sizes, rounds and repeats must be positive")
         if not self.providers:
@@ -138,6 +149,7 @@ class QuantizeOptions:
         data = asdict(self)
         data["exclude"] = list(self.exclude)
         data["auto_recipes"] = list(self.auto_recipes)
+        data["inputs"] = [str(spec) for spec in self.inputs]
         data["latency"] = self.latency.to_dict()
         data["providers"] = list(self.providers)
         return data
@@ -162,12 +174,13 @@ class Candidate:
     """A recipe auto mode tried, on the selection data."""
 
     recipe: Recipe
-    drop_points: float | None
+    drop_points: float | None  # None where the selection data has no labels (output_error decides)
     speedup: float | None  # throughput against fp32 at the largest measured batch
     int8_compute: int
     within_budget: bool
     chosen: bool = False
     note: str = ""
+    output_error: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "recipe": self.recipe.name}
@@ -411,6 +424,13 @@ class _Workshop:
     def calibration_source(self) -> str | None:
         return self._calibration.source if self._calibration is not None else None
 
+    def calibration_available(self) -> bool:
+        """Whether static recipes have data: --calibration, or the zoo's digits."""
+        if self.options.calibration:
+            return True
+        prep = calibration.read_preprocessing(self.source.model)
+        return prep is not None and prep.is_digits and len(self.source.inputs) == 1
+
     def calibration_samples(self) -> Samples:
         if self._calibration is None:
             opts = self.options
@@ -443,6 +463,15 @@ def quantize(
     _check_output(output, source.path)
     with tempfile.TemporaryDirectory(prefix="edgenn-quantize-") as folder, _ort_logs_quiet(options.verbose):
         shop = _Workshop(folder, source, options, step)
+        skipped_static: list[str] = []
+        if options.mode == "auto" and not shop.calibration_available():
+            # static int8 needs calibration data; auto tries what needs none rather than refuse
+            skipped_static = [n for n in options.auto_recipes if _named_recipe(n, options.method).mode == "static"]
+            kept = tuple(n for n in options.auto_recipes if n not in skipped_static)
+            if not kept:
+                raise InputError("the static recipes asked for need calibration data: pass --calibration data.npz")
+            options = replace(options, auto_recipes=kept)
+            shop.options = options
         if _needs_calibration(options):  # data problems are found before any long work
             shop.calibration_samples()
         eval_samples = _evaluation_samples(source, options)
@@ -452,6 +481,11 @@ def quantize(
             outcome = _auto(shop, eval_samples)
             built, candidates, selection = outcome.built, outcome.candidates, outcome.selection
             notes, met_on_selection = list(outcome.notes), outcome.budget_met
+            if skipped_static:
+                notes.append(
+                    f"not tried: {', '.join(skipped_static)} (static int8 needs calibration data: "
+                    "pass --calibration data.npz)"
+                )
         else:
             recipe = _recipe(options)
             step(f"quantizing: {recipe.name}")
@@ -473,9 +507,7 @@ def quantize(
         _check_loads(final, built.recipe.name)
         evaluation = replace(evaluation, quantized_bytes=len(final))
         # auto mode judges the budget on the selection data, where its choice was made
-        budget_met = (
-            met_on_selection if met_on_selection is not None else (evaluation.drop_points <= options.max_accuracy_drop)
-        )
+        budget_met = met_on_selection if met_on_selection is not None else _within_budget(evaluation, options)
         notes += _notes(built, evaluation, options)
         with atomic_path(output) as tmp:
             tmp.write_bytes(final)
@@ -538,10 +570,33 @@ def _check_exclusions(shop: _Workshop, names: Sequence[str]) -> None:
 
 
 def _evaluation_samples(source: _Source, options: QuantizeOptions) -> Samples:
+    """--eval-data (labels where it has them), else the digits test split for the zoo's models, else
+    seeded random inputs: output error and timings, no accuracy."""
     if options.eval_data:
-        return calibration.load_npz(options.eval_data, source.inputs, "--eval-data", labelled=True)
+        return calibration.load_npz(options.eval_data, source.inputs, "--eval-data", labelled=None)
     prep = calibration.read_preprocessing(source.model)
-    return calibration.digits_samples(source.inputs, prep, "test", "--eval-data")
+    if prep is not None and prep.is_digits and len(source.inputs) == 1:
+        return calibration.digits_samples(source.inputs, prep, "test", "--eval-data")
+    return _random_samples(source, options, seed=options.seed)
+
+
+def _random_samples(source: _Source, options: QuantizeOptions, seed: int) -> Samples:
+    sizes = calibration.stored_dim_sizes(source.model)
+    for spec in options.inputs:
+        model_spec = next((s for s in source.inputs if s.name == spec.name), None)
+        if model_spec is None:
+            names = ", ".join(s.name for s in source.inputs)
+            raise InputError(f"--input {spec.name}: the model has no input of that name; its inputs are {names}")
+        for dim, size in zip(model_spec.shape[1:], spec.shape[1:]):
+            if isinstance(dim, str) and isinstance(size, int):
+                sizes[dim] = size
+    return calibration.random_samples(source.inputs, sizes, seed)
+
+
+def _within_budget(evaluation: Evaluation, options: QuantizeOptions) -> bool:
+    if evaluation.drop_points is not None:
+        return evaluation.drop_points <= options.max_accuracy_drop
+    return evaluation.output_error <= options.max_output_error
 
 
 def _refuse_empty(built: _Built) -> None:
@@ -556,9 +611,15 @@ def _refuse_empty(built: _Built) -> None:
 # ------------------------------------------------------------------------------------- auto mode
 @dataclass(frozen=True)
 class _Score:
-    accuracy: float
-    drop_points: float
+    accuracy: float | None  # None where the selection data has no labels
+    drop_points: float | None
+    output_error: float  # max |out - fp32| over max |fp32|, worst output
     mean_abs_error: float  # of the first output against fp32; breaks ties between equal accuracies
+
+    @property
+    def cost(self) -> float:
+        """What the budget is on: accuracy points lost where there are labels, else the output error."""
+        return self.drop_points if self.drop_points is not None else self.output_error
 
 
 @dataclass(frozen=True)
@@ -579,13 +640,24 @@ class _Judge:
         self.config = evaluation_configs(shop.options.sessions()[:1], self.threads)[0]
         self.fp32 = evaluation_runner(shop.source.path, config=self.config)
         self.reference = predict(self.fp32, samples, shop.source.fixed_batch)
-        self.fp32_accuracy = accuracy(self.reference, samples.labels)
+        self.labelled = samples.labels is not None
+        self.fp32_accuracy = accuracy(self.reference, samples.labels) if self.labelled else None
+        options = shop.options
+        self.budget = options.max_accuracy_drop if self.labelled else options.max_output_error
+        self.budget_text = (
+            f"{options.max_accuracy_drop:g} accuracy points"
+            if self.labelled
+            else f"an output error of {options.max_output_error:g}"
+        )
 
     def score(self, built: _Built) -> _Score:
         outputs = predict(evaluation_runner(built.path, config=self.config), self.samples, self.shop.source.fixed_batch)
-        acc = accuracy(outputs, self.samples.labels)
         error = float(np.mean(np.abs(outputs[0].astype(np.float64) - self.reference[0])))
-        return _Score(acc, 100.0 * (self.fp32_accuracy - acc), error)
+        relative = output_error(self.reference, outputs).relative
+        if not self.labelled:
+            return _Score(None, None, relative, error)
+        acc = accuracy(outputs, self.samples.labels)
+        return _Score(acc, 100.0 * (self.fp32_accuracy - acc), relative, error)
 
     def speedups(self, builds: Sequence[_Built]) -> list[float]:
         """Throughput of each build against fp32 at the largest measured batch, all interleaved in one loop."""
@@ -602,7 +674,10 @@ def _selection_samples(source: _Source, options: QuantizeOptions, eval_samples: 
             "auto mode chose on the evaluation data itself (no separate validation data): its figures are optimistic"
         )
     prep = calibration.read_preprocessing(source.model)
-    return calibration.digits_samples(source.inputs, prep, "val", "--eval-data"), ""
+    if prep is not None and prep.is_digits and len(source.inputs) == 1:
+        return calibration.digits_samples(source.inputs, prep, "val", "--eval-data"), ""
+    # other random inputs than the evaluation's, so that the choice and the report stay apart
+    return _random_samples(source, options, seed=options.seed + 1), ""
 
 
 # A recipe later in the preference order must be this much faster to displace an earlier one:
@@ -622,9 +697,9 @@ def stable_fastest(candidates: Sequence[int], speedups: Sequence[float | None]) 
 def _auto(shop: _Workshop, eval_samples: Samples) -> _AutoOutcome:
     """Try the recipes, keep the fastest within the budget; else keep the costliest nodes in float."""
     options = shop.options
-    budget = options.max_accuracy_drop
     selection, note = _selection_samples(shop.source, options, eval_samples)
     judge = _Judge(shop, selection)
+    budget = judge.budget
     tried: list[tuple[_Built, _Score, int]] = []
     skipped: list[Candidate] = []
     for name in options.auto_recipes:
@@ -645,38 +720,68 @@ def _auto(shop: _Workshop, eval_samples: Samples) -> _AutoOutcome:
         raise EdgennError(f"no recipe could quantize this model: {reasons}")
     shop.step("auto: timing the candidates against fp32, side by side")
     speedups = judge.speedups([b for b, _, _ in tried])
-    within = [i for i, (_, s, _) in enumerate(tried) if s.drop_points <= budget]
+    within = [i for i, (_, s, _) in enumerate(tried) if s.cost <= budget]
     notes = [note] if note else []
     if within:
-        pick = stable_fastest(within, speedups)
+        # what auto optimises is speed, then size: a candidate neither faster nor smaller than fp32 is no answer
+        fp32_bytes = _bytes(shop.source.path)
+        better = [
+            i
+            for i in within
+            if speedups[i] > FASTER_THAN_FP32 or _final_bytes(tried[i][0], shop) < SMALLER_THAN_FP32 * fp32_bytes
+        ]
+        pick = stable_fastest(better or within, speedups)
         chosen, met = tried[pick][0], True
+        if not better:
+            notes.append(
+                "kept fp32: no recipe within the budget was faster than fp32 "
+                f"(best {max(speedups[i] for i in within):.2f}x) or smaller"
+            )
+            candidates = _candidates(tried, skipped, speedups, budget, chosen=-1)
+            return _AutoOutcome(
+                _Built(shop.source.path, KEPT_FP32, ()), candidates, selection.source, True, tuple(notes)
+            )
     else:
         int8 = [i for i, (b, _, _) in enumerate(tried) if b.recipe.int8]
         if not int8:
-            pick = min(range(len(tried)), key=lambda i: tried[i][1].drop_points)
+            pick = min(range(len(tried)), key=lambda i: tried[i][1].cost)
             chosen, met = tried[pick][0], False
         else:
             pick = max(int8, key=lambda i: speedups[i])
             chosen, met = _keep_costliest_in_float(shop, judge, tried[pick][0], tried[pick][1], budget)
         if not met:
             notes.append(
-                f"the budget of {budget:g} points was not met even with every quantizable node in float; "
+                f"the budget of {judge.budget_text} was not met even with every quantizable node in float; "
                 "kept the best found"
             )
     extra = len(chosen.kept) - len(tried[pick][0].kept)
-    candidates = tuple(
+    candidates = _candidates(tried, skipped, speedups, budget, pick, extra)
+    return _AutoOutcome(chosen, candidates, selection.source, met, tuple(notes))
+
+
+def _candidates(tried, skipped, speedups, budget, chosen: int, extra: int = 0) -> tuple[Candidate, ...]:
+    return tuple(
         Candidate(
             b.recipe,
             s.drop_points,
             speedups[i],
             ops,
-            s.drop_points <= budget,
-            chosen=i == pick,
-            note=f"then {extra} more node(s) kept in float for accuracy" if i == pick and extra else "",
+            s.cost <= budget,
+            chosen=i == chosen,
+            note=f"then {extra} more node(s) kept in float for accuracy" if i == chosen and extra else "",
+            output_error=s.output_error,
         )
         for i, (b, s, ops) in enumerate(tried)
     ) + tuple(skipped)
-    return _AutoOutcome(chosen, candidates, selection.source, met, tuple(notes))
+
+
+def _bytes(path: Path) -> int:
+    return path.stat().st_size
+
+
+def _final_bytes(built: _Built, shop: _Workshop) -> int:
+    """The size of the file as it would be written (with its metadata: on a small model that decides)."""
+    return len(finalised(built, shop.source, None, shop.calibration_source))
 
 
 def _keep_costliest_in_float(
@@ -690,23 +795,22 @@ def _keep_costliest_in_float(
         shop.step(f"auto: what node {position + 1} of {len(names)} costs ({name})")
         trial = KeptFloat(name, shop.nodes[name].op_type, "accuracy")
         alone = judge.score(shop.build(base.recipe, (*base.kept, trial)))
-        ranking.append((alone.accuracy, -alone.mean_abs_error, -position, name, alone))
+        ranking.append((-alone.cost, -alone.mean_abs_error, -position, name, alone))
     ranking.sort(reverse=True)
     best, best_score = base, base_score
     kept, current = list(base.kept), base_score
     for _acc, _err, _pos, name, alone in ranking:
-        if current.drop_points <= budget:
+        if current.cost <= budget:
             break
         shop.step(f"auto: keeping {name} in float")
-        entry = KeptFloat(
-            name, shop.nodes[name].op_type, "accuracy", cost_points=100.0 * (alone.accuracy - base_score.accuracy)
-        )
+        recovered = None if alone.accuracy is None else 100.0 * (alone.accuracy - base_score.accuracy)
+        entry = KeptFloat(name, shop.nodes[name].op_type, "accuracy", cost_points=recovered)
         trial = shop.build(base.recipe, (*kept, entry))
         current = judge.score(trial)
         kept.append(replace(entry, drop_after_points=current.drop_points))
-        if (current.drop_points, current.mean_abs_error) < (best_score.drop_points, best_score.mean_abs_error):
+        if (current.cost, current.mean_abs_error) < (best_score.cost, best_score.mean_abs_error):
             best, best_score = replace(trial, kept=tuple(kept)), current
-    return best, best_score.drop_points <= budget
+    return best, best_score.cost <= budget
 
 
 # ---------------------------------------------------------------------------------- the output
@@ -784,7 +888,7 @@ def finalised(built: _Built, source: _Source, evaluation: Evaluation | None, cal
     carried = {p.key: p.value for p in source.model.metadata_props if p.key.startswith(META_PREFIX)}
     carried.pop(META_VALIDATION, None)  # the export's parity check was for the fp32 model, not this one
     carried.pop(META_ACCURACY, None)
-    if evaluation is not None and evaluation.data == "digits test split":
+    if evaluation is not None and evaluation.data == "digits test split" and evaluation.quantized_accuracy is not None:
         carried[META_ACCURACY] = f"{evaluation.quantized_accuracy:.6f}"
     record: dict[str, Any] = {
         "recipe": built.recipe.to_dict(),
@@ -799,23 +903,27 @@ def finalised(built: _Built, source: _Source, evaluation: Evaluation | None, cal
             "provider": evaluation.providers[0].provider if evaluation.providers else "cpu",
             "data": evaluation.data,
             "samples": evaluation.samples,
-            "fp32_accuracy": round(evaluation.fp32_accuracy, 6),
-            "accuracy": round(evaluation.quantized_accuracy, 6),
-            "drop_points": round(evaluation.drop_points, 4),
-            "argmax_agreement": round(evaluation.argmax_agreement, 6),
+            "fp32_accuracy": _rounded(evaluation.fp32_accuracy, 6),
+            "accuracy": _rounded(evaluation.quantized_accuracy, 6),
+            "drop_points": _rounded(evaluation.drop_points, 4),
+            "argmax_agreement": _rounded(evaluation.argmax_agreement, 6),
             "max_abs_error": evaluation.max_abs_error,
+            "output_error": evaluation.output_error,
         }
     carried[META_QUANTIZATION] = json.dumps(record, separators=(",", ":"))
     others = [(p.key, p.value) for p in model.metadata_props if not p.key.startswith(META_PREFIX)]
     del model.metadata_props[:]
     for key, value in [*others, *carried.items()]:
         model.metadata_props.add(key=key, value=value)
-    figures = (
-        ""
-        if evaluation is None
-        else f": accuracy {100 * evaluation.quantized_accuracy:.2f}% against {100 * evaluation.fp32_accuracy:.2f}% "
-        f"in fp32 on the {evaluation.data}"
-    )
+    if evaluation is None:
+        figures = ""
+    elif evaluation.labelled:
+        figures = (
+            f": accuracy {100 * evaluation.quantized_accuracy:.2f}% against {100 * evaluation.fp32_accuracy:.2f}% "
+            f"in fp32 on the {evaluation.data}"
+        )
+    else:
+        figures = f": output error {evaluation.output_error:.3g} of the fp32 outputs' scale on {evaluation.data}"
     model.doc_string = (source.model.doc_string + " " if source.model.doc_string else "") + (
         f"Quantized by edgenn ({built.recipe.name}){figures}."
     )
@@ -824,17 +932,33 @@ def finalised(built: _Built, source: _Source, evaluation: Evaluation | None, cal
 
 def _notes(built: _Built, evaluation: Evaluation, options: QuantizeOptions) -> list[str]:
     notes = []
-    if evaluation.drop_points > options.max_accuracy_drop:
+    if evaluation.drop_points is not None and evaluation.drop_points > options.max_accuracy_drop:
         notes.append(
             f"accuracy drop of {evaluation.drop_points:.2f} points on the {evaluation.data} exceeds the "
             f"budget of {options.max_accuracy_drop:g} points"
         )
+    if evaluation.drop_points is None:
+        notes.append(
+            f"no labels: judged by output error ({evaluation.output_error:.3g} of the fp32 outputs' scale, "
+            f"budget {options.max_output_error:g}), not accuracy"
+        )
+        if evaluation.output_error > options.max_output_error:
+            notes.append(
+                f"output error {evaluation.output_error:.3g} exceeds the budget of {options.max_output_error:g}"
+            )
+    if built.recipe is KEPT_FP32:
+        return notes
+    if evaluation.size_ratio >= 1.0:
+        notes.append(
+            f"the {built.recipe.name} file is not smaller than fp32 ({100 * evaluation.size_ratio:.0f}% of its size)"
+        )
     if evaluation.latency:
         largest = max(evaluation.latency, key=lambda lat: lat.batch_size)
         if largest.speedup < SLOWER_THAN_FP32:
+            buys = "it buys size, not speed" if evaluation.size_ratio < 1.0 else "it is slower and no smaller"
             notes.append(
                 f"{built.recipe.name} runs slower than fp32 at batch {largest.batch_size} "
-                f"({largest.speedup:.2f}x): on this model it buys size, not speed"
+                f"({largest.speedup:.2f}x): on this model {buys}"
             )
     kernels = evaluation.kernels
     if built.recipe.int8 and not kernels.int8_compute:
@@ -848,6 +972,10 @@ def _notes(built: _Built, evaluation: Evaluation, options: QuantizeOptions) -> l
     if evaluation.latency_note:
         notes.append(evaluation.latency_note)
     return notes
+
+
+def _rounded(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
 
 
 # ------------------------------------------------------------------------------------- plumbing

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 
@@ -239,15 +239,27 @@ def render_quantize(result: Any) -> str:
     title = f"{result.source} -> {result.output} ({result.recipe.name})"
     if e.providers and e.providers[0].provider != "cpu":
         title += f", measured on {e.providers[0].provider}"
-    rows: list[tuple[Any, ...]] = [
-        (
-            f"accuracy ({e.data}, {e.samples})",
-            percent(e.fp32_accuracy),
-            percent(e.quantized_accuracy),
-            f"{100 * (e.quantized_accuracy - e.fp32_accuracy):+.2f} points",
-        ),
-        ("argmax agreement", "", percent(e.argmax_agreement), ""),
+    rows: list[tuple[Any, ...]] = []
+    if e.labelled:
+        rows.append(
+            (
+                f"accuracy ({e.data}, {e.samples})",
+                percent(e.fp32_accuracy),
+                percent(e.quantized_accuracy),
+                f"{100 * (e.quantized_accuracy - e.fp32_accuracy):+.2f} points",
+            )
+        )
+    else:
+        rows.append((f"data ({e.samples} samples, no labels)", "", e.data, ""))
+    if e.argmax_agreement is not None:
+        rows.append(("argmax agreement", "", percent(e.argmax_agreement), ""))
+    rows += [
         ("max abs output error", "", f"{e.max_abs_error:.3g}", ""),
+        ("output error (of fp32 scale)", "", f"{e.output_error:.3g}", ""),
+        ("SQNR", "", "inf" if e.sqnr_db == float("inf") else f"{e.sqnr_db:.1f} dB", ""),
+        ("cosine similarity", "", f"{e.cosine:.6f}", ""),
+    ]
+    rows += [
         (
             "file size",
             f"{e.fp32_bytes / 1024:.1f} KiB",
@@ -322,7 +334,9 @@ def render_quantize(result: Any) -> str:
                 [
                     (
                         c.recipe.name,
-                        _points(c.drop_points),
+                        _points(c.drop_points)
+                        if c.drop_points is not None or c.output_error is None
+                        else f"err {c.output_error:.3g}",
                         "-" if c.speedup is None else f"{c.speedup:.2f}x",
                         c.int8_compute,
                         "yes" if c.within_budget else "no",
@@ -508,3 +522,33 @@ def render_tune(result: Any) -> str:
     out += [f"skipped {s}" for s in result.skipped]
     out.append(f"{result.seconds:.0f} s")
     return "\n".join(out)
+
+
+def outputs_json(outputs: Mapping[str, Any]) -> dict[str, Any]:
+    """Raw outputs for machines: shape, dtype and every value."""
+    return {
+        name: {"shape": list(array.shape), "dtype": str(array.dtype), "values": array.tolist()}
+        for name, array in outputs.items()
+    }
+
+
+def render_outputs(outputs: Mapping[str, Any], title: str = "", shown: int = 6) -> str:
+    """Raw outputs for people: shape, dtype, range and the first values of each."""
+    import numpy as np
+
+    rows = []
+    for name, array in outputs.items():
+        flat = np.asarray(array).ravel()
+        numeric = flat.size and flat.dtype.kind in "biuf"
+        first = ", ".join(f"{v:.4g}" if flat.dtype.kind == "f" else str(v) for v in flat[:shown])
+        rows.append(
+            (
+                name,
+                "x".join(map(str, array.shape)) or "scalar",
+                str(array.dtype),
+                f"{flat.min():.4g}" if numeric else "-",
+                f"{flat.max():.4g}" if numeric else "-",
+                first + (", ..." if flat.size > shown else ""),
+            )
+        )
+    return table(["output", "shape", "dtype", "min", "max", "values"], rows, title=title)

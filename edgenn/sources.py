@@ -2,7 +2,9 @@
 
 A SOURCE is a zoo name (`lenet5`), a file (`path/to/file.py:factory`) or an importable module
 (`package.module:attr`). The attribute may be an nn.Module, an nn.Module class (built with no
-arguments), or a function returning a module or `(module, example_inputs)`.
+arguments), or a function returning a module or `(module, example_inputs)`; example inputs are a
+tensor, a tuple of arguments (tensors, lists or dicts of tensors) or a dict of keyword arguments
+(edgenn.calling names them after forward's parameters).
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ import importlib.util
 import inspect
 import os
 import sys
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +24,18 @@ import numpy as np
 import torch
 from torch import nn
 
+from edgenn.calling import CallLayout, flat_call, forward_parameters, layout_of, positional_layout
 from edgenn.errors import EdgennError, InputError, first_line
 from edgenn.specs import BATCH, Preprocessing, TensorSpec
 
-# Dynamic dims other than batch get this size in generated example inputs unless told otherwise.
+# Dynamic dims other than batch get this size in generated example inputs unless told otherwise
+# (--dim NAME=SIZE[,SIZE2]); parity checks them again at a second size, 2n-1 unless told.
 DEFAULT_DIM_SIZE = 8
+
+
+def second_size(size: int) -> int:
+    """The second size a dynamic dim is checked at: odd, and far enough from the first to catch a pinned dim."""
+    return 2 * size - 1
 
 
 @dataclass
@@ -38,8 +48,12 @@ class LoadedSource:
     labels: tuple[str, ...] = ()
     preprocessing: Preprocessing | None = None
     accuracy: float | None = None  # test accuracy recorded by training, where known
-    user_examples: tuple[torch.Tensor, ...] | None = None  # from a factory returning (module, inputs)
+    user_examples: tuple[torch.Tensor, ...] | None = None  # from a factory returning (module, inputs), flat
     zoo_name: str | None = None
+    # sizes of named dynamic dims: (export size, second parity size or None for 2n-1), from --dim
+    dim_sizes: Mapping[str, tuple[int, int | None]] = field(default_factory=dict)
+    layout: CallLayout | None = None  # how the flat inputs reach forward (None: positionally)
+    random_weights: bool = False  # a zoo model exported without trained weights, as asked
 
     def example_inputs(self, batch: int, seed: int = 0, **dim_sizes: int) -> tuple[torch.Tensor, ...]:
         """Inputs at `batch`: real test digits for zoo models, random data (seeded) otherwise."""
@@ -58,17 +72,31 @@ class LoadedSource:
         )
 
     def _user_dim_sizes(self) -> dict[str, int]:
-        """Sizes of symbolic non-batch dims, read from the user's example inputs when given."""
-        sizes: dict[str, int] = {}
+        """Sizes of symbolic non-batch dims: --dim, else the user's example inputs, else DEFAULT_DIM_SIZE."""
+        sizes: dict[str, int] = {name: pair[0] for name, pair in self.dim_sizes.items()}
         for spec, example in zip(self.input_specs, self.user_examples or ()):
             for dim, size in zip(spec.shape, example.shape):
                 if isinstance(dim, str) and dim != BATCH:
-                    sizes[dim] = int(size)
+                    sizes.setdefault(dim, int(size))
         for spec in self.input_specs:
             for dim in spec.shape:
                 if isinstance(dim, str) and dim != BATCH:
                     sizes.setdefault(dim, DEFAULT_DIM_SIZE)
         return sizes
+
+    def second_dim_sizes(self) -> dict[str, int]:
+        """The second size of each named dynamic dim (other than batch) that parity checks."""
+        first = self._user_dim_sizes()
+        named = {str(d) for s in self.input_specs for d in s.shape if isinstance(d, str) and d != BATCH}
+        return {
+            d: (self.dim_sizes.get(d, (0, None))[1] or second_size(first[d])) for d in sorted(named) if d in first
+        }
+
+    @property
+    def dims_explained(self) -> bool:
+        """Whether the user chose the sizes of every named dim (so a failure there is the model's)."""
+        named = {str(d) for s in self.input_specs for d in s.shape if isinstance(d, str) and d != BATCH}
+        return named <= set(self.dim_sizes)
 
 
 def random_tensor(shape: tuple[int, ...], dtype: str, gen: torch.Generator, int_high: int = 16) -> torch.Tensor:
@@ -90,14 +118,20 @@ def load_source(
     weights: str | Path | None = None,
     input_specs: tuple[TensorSpec, ...] = (),
     softmax_output: bool | None = None,
+    random_weights: bool = True,
 ) -> LoadedSource:
-    """Resolve SOURCE into a module in eval mode, with input specs from the zoo, options or examples."""
+    """Resolve SOURCE into a module in eval mode, with input specs from the zoo, options or examples.
+
+    A zoo model without `weights` is refused unless `random_weights`: an untrained export that
+    validates is a confident wrong answer (export says False; eager baselines and summaries need
+    no trained weights).
+    """
     from edgenn import zoo
 
     if ":" not in spec:
         if spec not in zoo.names() and (spec.endswith(".py") or "/" in spec):
             raise EdgennError(f"source {spec!r} names no attribute; write {spec}:factory (a function, class or module)")
-        return _load_zoo(spec, weights, input_specs, softmax_output)
+        return _load_zoo(spec, weights, input_specs, softmax_output, random_weights)
     if weights is not None:
         raise EdgennError("--weights applies to zoo models; a user's factory loads its own weights")
     location, attr = spec.rsplit(":", 1)
@@ -106,17 +140,35 @@ def load_source(
         found = sorted(n for n in vars(namespace) if not n.startswith("_"))
         raise EdgennError(f"{location!r} has no attribute {attr!r}; it defines: {', '.join(found) or 'nothing public'}")
     module, examples = _build(getattr(namespace, attr), spec)
-    specs = input_specs or _specs_from_examples(examples, spec)
-    return LoadedSource(spec, module.eval(), specs, user_examples=examples)
+    module = module.eval()
+    if examples is not None:
+        layout, flat = layout_of(module, examples, repr(spec))
+    else:
+        layout, flat = positional_layout(module, len(input_specs)), None
+    if input_specs and flat is not None and len(input_specs) != len(flat):
+        raise InputError(
+            f"{spec!r} takes {len(flat)} input tensor(s) ({', '.join(layout.names)}), --input gave {len(input_specs)}"
+        )
+    specs = input_specs or _specs_from_examples(flat, spec, layout.names, module)
+    return LoadedSource(spec, flat_call(module, layout), specs, user_examples=flat, layout=layout)
 
 
 def _load_zoo(
-    name: str, weights: Any, input_specs: tuple[TensorSpec, ...], softmax_output: bool | None
+    name: str,
+    weights: Any,
+    input_specs: tuple[TensorSpec, ...],
+    softmax_output: bool | None,
+    random_weights: bool,
 ) -> LoadedSource:
     from edgenn import zoo
     from edgenn.checkpoint import load_weights
 
     entry = zoo.entry(name)
+    if weights is None and not random_weights:
+        raise EdgennError(
+            f"{name} is a zoo model and no --weights were given: pass --weights runs/{name}/model.safetensors "
+            f"(from `edgenn train {name}`; models/{name}/ has them too), or --random-weights to export it untrained"
+        )
     input_specs = _zoo_inputs(entry, input_specs)
     kwargs = {} if softmax_output is None else {"softmax_output": softmax_output}
     module = zoo.create(name, **kwargs)
@@ -125,7 +177,14 @@ def _load_zoo(
         load_weights(module, name, weights)
         accuracy = _recorded_accuracy(Path(weights))
     return LoadedSource(
-        name, module.eval(), input_specs or entry.inputs, entry.labels, entry.preprocessing, accuracy, zoo_name=name
+        name,
+        module.eval(),
+        input_specs or entry.inputs,
+        entry.labels,
+        entry.preprocessing,
+        accuracy,
+        zoo_name=name,
+        random_weights=weights is None,
     )
 
 
@@ -182,7 +241,7 @@ def _import_location(location: str) -> Any:
         raise EdgennError(f"importing {location!r} failed: {type(exc).__name__}: {first_line(exc)}") from None
 
 
-def _build(obj: Any, spec: str) -> tuple[nn.Module, tuple[torch.Tensor, ...] | None]:
+def _build(obj: Any, spec: str) -> tuple[nn.Module, Any]:
     if isinstance(obj, nn.Module):
         return obj, None
     if inspect.isclass(obj) and not issubclass(obj, nn.Module):
@@ -198,21 +257,26 @@ def _build(obj: Any, spec: str) -> tuple[nn.Module, tuple[torch.Tensor, ...] | N
     if isinstance(made, nn.Module):
         return made, None
     if isinstance(made, tuple) and len(made) == 2 and isinstance(made[0], nn.Module):
-        examples = made[1]
-        examples = (examples,) if isinstance(examples, torch.Tensor) else tuple(examples)
-        if not all(isinstance(t, torch.Tensor) for t in examples):
-            raise EdgennError(f"{spec!r} returned example inputs that are not tensors")
-        return made[0], examples
+        return made[0], made[1]  # the examples' structure is read by edgenn.calling.layout_of
     raise EdgennError(f"{spec!r} returned a {type(made).__name__}, not an nn.Module or (module, example_inputs)")
 
 
-def _specs_from_examples(examples: tuple[torch.Tensor, ...] | None, spec: str) -> tuple[TensorSpec, ...]:
+def _specs_from_examples(
+    examples: tuple[torch.Tensor, ...] | None,
+    spec: str,
+    names: Sequence[str] = (),
+    module: nn.Module | None = None,
+) -> tuple[TensorSpec, ...]:
     if not examples:
+        params = forward_parameters(module) if module is not None else []
+        first = params[0] if params else "x"
+        takes = f" (forward takes {', '.join(params)})" if params else ""
         raise InputError(
-            f"cannot tell the inputs of {spec!r}: give --input NAME:DIMS:DTYPE (e.g. --input x:1x3x224x224:float32) "
-            "or return (module, example_inputs) from the factory"
+            f"cannot tell the inputs of {spec!r}{takes}: give --input NAME:DIMS:DTYPE for each, e.g. "
+            f"--input {first}:1x3x224x224:float32, or return (module, example_inputs) from the factory"
         )
-    names = ["input"] if len(examples) == 1 else [f"input_{i}" for i in range(len(examples))]
+    if len(names) != len(examples):
+        names = ["input"] if len(examples) == 1 else [f"input_{i}" for i in range(len(examples))]
     return tuple(
         TensorSpec(n, (BATCH, *t.shape[1:]) if t.dim() else (), str(t.dtype).removeprefix("torch."))
         for n, t in zip(names, examples)

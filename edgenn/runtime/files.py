@@ -19,7 +19,7 @@ from edgenn.errors import InputError, first_line
 from edgenn.runtime.image import PICTURE_SUFFIXES, array_to_grey, is_picture_path
 from edgenn.runtime.model import ClassScore, Model
 
-READ_AS = ("picture", "batch", "sample")
+READ_AS = ("picture", "batch", "sample", "inputs")
 
 
 @dataclass(frozen=True)
@@ -94,3 +94,66 @@ def _fits(dims: tuple[Any, ...], shape: tuple[int, ...]) -> bool:
     if len(dims) != len(shape):
         return False
     return all(isinstance(d, str) or d == s for d, s in zip(dims, shape, strict=True))
+
+
+def read_inputs(model: Model, path: str | os.PathLike[str]) -> tuple[str, dict[str, np.ndarray]]:
+    """The model's inputs from a file, and how it was read: a .npz holds one array per input (by name;
+    a one-input model takes any one array), a .npy a batch or one sample, a picture one sample."""
+    file = Path(path)
+    if not file.is_file():
+        raise InputError(f"input file not found: {path}")
+    names = [s.name for s in model.inputs]
+    if file.suffix.lower() == ".npz":
+        arrays = _load_npz(file)
+        if len(names) == 1 and len(arrays) == 1:
+            return "inputs", {names[0]: next(iter(arrays.values()))}
+        missing = [n for n in names if n not in arrays]
+        if missing:
+            raise InputError(
+                f"{path} holds arrays {sorted(arrays) or 'none'} but the model's inputs are {names}; "
+                f"name one array per input (missing: {', '.join(missing)}), e.g. numpy.savez(f, {names[0]}=...)"
+            )
+        return "inputs", {n: arrays[n] for n in names}
+    if len(names) != 1:
+        raise InputError(
+            f"{model.path} has {len(names)} inputs ({', '.join(names)}); give a .npz with one array per input"
+        )
+    if file.suffix.lower() == ".npy":
+        array = _load_npy(file)
+        spec = model.inputs[0]
+        if _fits(spec.shape, array.shape):
+            return "batch", {names[0]: array}
+        if bool(spec.shape) and _fits(spec.shape[1:], array.shape):
+            return "sample", {names[0]: array[None]}
+        if model.preprocessing is not None and (array.ndim == 2 or (array.ndim == 3 and array.shape[-1] in (3, 4))):
+            return "picture", {names[0]: model.picture_input(array)}
+        raise InputError(
+            f"{path}: an array shaped {array.shape} fits neither a batch ({', '.join(map(str, spec.shape))}) "
+            "nor one sample without the batch dimension"
+        )
+    if is_picture_path(file):
+        return "picture", {names[0]: model.picture_input(file)}
+    raise InputError(
+        f"cannot read {path}: give a .npz (one array per input), a .npy or a picture ({', '.join(PICTURE_SUFFIXES)})"
+    )
+
+
+def _load_npz(file: Path) -> dict[str, np.ndarray]:
+    import zipfile
+
+    try:
+        with np.load(file, allow_pickle=False) as data:
+            return {key: np.asarray(data[key]) for key in data.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise InputError(
+            f"cannot read {file} as a .npz of arrays: {first_line(exc)}; write it with numpy.savez"
+        ) from None
+
+
+def looks_like_scores(model: Model) -> bool:
+    """A float (batch, classes) first output with 2 classes or more: what classify() can rank."""
+    if not model.outputs:
+        return False
+    spec = model.outputs[0]
+    classes = spec.shape[-1] if len(spec.shape) == 2 else None
+    return spec.dtype.startswith("float") and (isinstance(classes, str) or (isinstance(classes, int) and classes > 1))

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from edgenn.errors import EdgennError, InputError, first_line
-from edgenn.preprocess import digits_to_input, picture_to_digit
+from edgenn.preprocess import digits_to_input, picture_to_digit, pixels_to_input
 from edgenn.specs import Preprocessing
 
 PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
@@ -23,10 +23,17 @@ PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
-def read_picture(source: str | os.PathLike[str] | bytes | Any, name: str = "") -> np.ndarray:
-    """A picture file, its bytes, a file object or a Pillow image -> grey (H, W) float32 in [0, 1]."""
+def read_picture(source: str | os.PathLike[str] | bytes | Any, name: str = "", color: str = "grey") -> np.ndarray:
+    """A picture file, its bytes, a file object or a Pillow image -> float32 in [0, 1]: grey (H, W),
+    or (H, W, 3) RGB when `color` is rgb or bgr (the channel order is the model's, applied later)."""
     image = _open_image(source, name or _describe(source))
-    return _pil_to_grey(image)
+    if color == "grey":
+        return _pil_to_grey(image)
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        return _composite_on_white(np.asarray(image.convert("RGBA"), dtype=np.float32) / 255.0)
+    if image.mode in ("I", "I;16", "I;16B", "F"):
+        return np.repeat(_pil_to_grey(image)[..., None], 3, axis=-1)
+    return np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
 
 
 def array_to_grey(array: np.ndarray, name: str = "picture") -> np.ndarray:
@@ -46,8 +53,23 @@ def array_to_grey(array: np.ndarray, name: str = "picture") -> np.ndarray:
     raise InputError(f"{name}: a picture must be 2-D grey (H, W) or (H, W, 3|4) colour, got shape {array.shape}")
 
 
-def picture_to_input(grey: np.ndarray, prep: Preprocessing) -> np.ndarray:
-    """Grey (H, W) in [0, 1] -> a batch of one model input, converted as in training."""
+def array_to_pixels(array: np.ndarray, color: str, name: str = "picture") -> np.ndarray:
+    """A 2-D grey or (H, W, 3|4) array -> grey (H, W), or (H, W, 3) RGB for colour models, in [0, 1]."""
+    array = np.asarray(array)
+    if color == "grey" or array.ndim == 2:
+        return array_to_grey(array, name)
+    if array.ndim == 3 and array.shape[-1] in (3, 4):
+        colour = _unit_range(array, name)
+        return _composite_on_white(colour) if colour.shape[-1] == 4 else colour
+    raise InputError(f"{name}: a picture must be 2-D grey (H, W) or (H, W, 3|4) colour, got shape {array.shape}")
+
+
+def picture_to_input(pixels: np.ndarray, prep: Preprocessing) -> np.ndarray:
+    """Pixels in [0, 1] (grey (H, W), or (H, W, 3) for colour models) -> a batch of one model input,
+    converted as in training."""
+    if not prep.is_digits:
+        return pixels_to_input(pixels, prep)
+    grey = pixels if np.ndim(pixels) == 2 else np.asarray(pixels, dtype=np.float32)[..., :3] @ _LUMA
     return digits_to_input(picture_to_digit(grey, prep)[None], prep)
 
 

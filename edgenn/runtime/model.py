@@ -17,7 +17,7 @@ import numpy as np
 
 from edgenn.errors import InputError, ModelFileError, ProviderError
 from edgenn.runtime.deploy import Deployment, ResolvedRoute, is_deployment, load_deployment, range_text, resolve
-from edgenn.runtime.image import array_to_grey, picture_to_input, read_picture
+from edgenn.runtime.image import array_to_pixels, picture_to_input, read_picture
 from edgenn.runtime.inputs import InputCheck, check_feeds
 from edgenn.runtime.session import SessionConfig, SessionInfo, clean_ort_message, open_session
 from edgenn.specs import META_INPUTS, META_LABELS, META_OUTPUTS, META_PREPROCESSING, Preprocessing
@@ -250,11 +250,12 @@ class Model:
             )
         if self._single is None:
             raise InputError(f"{self.path} has {len(self.inputs)} inputs; a picture can feed only a one-input model")
+        color = "grey" if self.preprocessing.is_digits else self.preprocessing.color
         if isinstance(picture, np.ndarray):
-            grey = array_to_grey(picture)
+            pixels = array_to_pixels(picture, color)
         else:
-            grey = read_picture(picture)
-        return picture_to_input(grey, self.preprocessing)
+            pixels = read_picture(picture, color=color)
+        return picture_to_input(pixels, self.preprocessing)
 
     def top_classes(self, scores: np.ndarray, top_k: int = 5) -> list[tuple[ClassScore, ...]]:
         """(batch, classes) scores -> the `top_k` labelled classes per row, probabilities best first."""
