@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from edgenn import _callable_stage, timing
+from edgenn.calibration import random_array
 from edgenn.environment import Environment, collect_environment, load_average
 from edgenn.errors import EdgennError, InputError, ModelFileError, first_line
 from edgenn.fileio import atomic_path, check_file_target
@@ -533,12 +534,7 @@ def make_feeds(specs: Sequence[TensorSpec], batch: int, seed: int = 0) -> dict[s
     feeds = {}
     for spec in specs:
         shape = tuple(batch if isinstance(d, str) else d for d in spec.shape)
-        if spec.dtype.startswith("float"):
-            feeds[spec.name] = rng.standard_normal(shape).astype(spec.dtype)
-        elif spec.dtype == "bool":
-            feeds[spec.name] = rng.integers(0, 2, shape).astype(bool)
-        else:
-            feeds[spec.name] = rng.integers(0, 2, shape).astype(spec.dtype)
+        feeds[spec.name] = random_array(rng, shape, spec.dtype)
     return feeds
 
 

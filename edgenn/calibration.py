@@ -222,13 +222,18 @@ def random_samples(
                     f"input {spec.name!r} has a dynamic dimension {dim!r} and no data says its size: give "
                     f"--input {spec.name}:{example}:{spec.dtype}, or --eval-data data.npz"
                 )
-        if spec.dtype.startswith("float"):
-            feeds[spec.name] = rng.standard_normal(shape).astype(spec.dtype)
-        elif spec.dtype == "bool":
-            feeds[spec.name] = rng.integers(0, 2, shape).astype(bool)
-        else:
-            feeds[spec.name] = rng.integers(0, 2, shape).astype(spec.dtype)
+        feeds[spec.name] = random_array(rng, tuple(shape), spec.dtype)
     return Samples(feeds, None, f"random inputs (seed {seed}, {count} samples)")
+
+
+def random_array(rng: np.random.Generator, shape: tuple[int, ...], dtype: str) -> np.ndarray:
+    """The one rule for random model inputs (bench and quantize): floats ~ N(0, 1), integers 0 or 1
+    (a valid index into any embedding), booleans at random."""
+    if dtype.startswith("float"):
+        return rng.standard_normal(shape).astype(dtype)
+    if dtype == "bool":
+        return rng.integers(0, 2, shape).astype(bool)
+    return rng.integers(0, 2, shape).astype(dtype)
 
 
 def stored_dim_sizes(model: Any) -> dict[str, int]:
