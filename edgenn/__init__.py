@@ -24,6 +24,8 @@ _LAZY = {
     "quantize": "edgenn.quantize",
     "bench": "edgenn.bench",
     "build": "edgenn.build",
+    "compare": "edgenn.compare",
+    "CompareOptions": "edgenn.compare",
 }
 
 __all__ = ["EdgennError", *_LAZY]

@@ -77,9 +77,7 @@ def digits_samples(specs: tuple[TensorSpec, ...], prep: Preprocessing | None, sp
     return samples
 
 
-def load_npz(
-    path: str | os.PathLike[str], specs: tuple[TensorSpec, ...], flag: str, labelled: bool | None
-) -> Samples:
+def load_npz(path: str | os.PathLike[str], specs: tuple[TensorSpec, ...], flag: str, labelled: bool | None) -> Samples:
     """A user's .npz as model inputs (and `labels`: required when `labelled`, ignored when False, kept
     where present when None), checked against the graph."""
     path = Path(path)

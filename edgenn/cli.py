@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import sys
 import traceback
 import warnings
@@ -17,6 +19,7 @@ from edgenn.report import (
     outputs_json,
     percent,
     render_bench,
+    render_compare,
     render_export,
     render_outputs,
     render_quantize,
@@ -212,6 +215,16 @@ def cli(ctx: click.Context) -> None:
     ctx.ensure_object(dict)
     if not _verbose(ctx):
         warnings.filterwarnings("ignore")
+    _choose_table_style()
+
+
+def _choose_table_style() -> None:
+    """Terminal tables (rich) for a person at a terminal; plain text for pipes, files and dumb terminals."""
+    from edgenn import report
+
+    stream = click.get_text_stream("stdout")
+    terminal = stream.isatty() and os.environ.get("TERM") != "dumb"
+    report.terminal_tables(shutil.get_terminal_size().columns if terminal else None)
 
 
 def main() -> None:
@@ -291,6 +304,11 @@ def train_command(model: str, out_dir: str | None, as_json: bool, **options: Any
 
     from edgenn.train import TrainConfig, train
 
+    if model.endswith(".py") or ".py:" in model:
+        raise EdgennError(
+            f"edgenn train trains the zoo's reference models on digits, not {model!r}: train your model in your "
+            "own code and have its factory load the weights; export, quantize, bench and summary take it as it is"
+        )
     cfg = TrainConfig.for_model(model, **options)
     bar = tqdm(total=cfg.epochs, desc=f"train {model}", unit="epoch", file=sys.stderr, disable=as_json or None)
 
@@ -666,6 +684,106 @@ def predict_command(
     headers = (["sample"] if batch else []) + ["rank", "label", "index", "probability"]
     title = f"{input_path} (read as {result.read_as}) with {model.path} on {model.session_info.summary}"
     click.echo(table(headers, rows, title=title))
+
+
+# ------------------------------------------------------------------------------------- compare
+@cli.command(
+    "compare",
+    epilog=examples(
+        "edgenn compare lenet5 models/lenet5/model.onnx --weights models/lenet5/model.safetensors --layerwise",
+        "edgenn compare models/resnet/model.onnx models/resnet/model.quant.onnx@cpu --layerwise --plot layers.png",
+        "edgenn compare model.onnx@cpu model.onnx@openvino:bf16 --data inputs.npz --json",
+    ),
+)
+@click.argument("reference", metavar="A")
+@click.argument("candidate", metavar="B")
+@click.option("--weights", type=click.Path(dir_okay=False), help="Trained weights for a zoo side (safetensors).")
+@click.option("--random-weights", is_flag=True, help="Let a zoo side run untrained (no --weights).")
+@click.option(
+    "--data", type=click.Path(dir_okay=False), help="Inputs as .npz, one array per input [digits, else random]."
+)
+@input_option("Random inputs of this shape (NAME:DIMS[:DTYPE]); repeat per input.")
+@click.option("--batch", type=click.IntRange(min=1), default=8, show_default=True, help="Samples both sides run on.")
+@click.option(
+    "--provider", default="auto", show_default=True, callback=_one_session, help="For .onnx sides that name none."
+)
+@click.option("--atol", type=click.FloatRange(min=0), default=1e-4, show_default=True, help="Per-output tolerance.")
+@click.option("--rtol", type=click.FloatRange(min=0), default=1e-3, show_default=True, help="Per-output tolerance.")
+@click.option("--layerwise", is_flag=True, help="Compare every layer, matched by module path or tensor name.")
+@click.option(
+    "--tolerance",
+    "layer_tolerance",
+    type=click.FloatRange(min=0),
+    help="A layer departs past this error relative to its range [1e-3 float, 0.03 bf16/f16, 0.1 int8].",
+)
+@click.option("--chunk", type=click.IntRange(min=1), default=64, show_default=True, help="Tensors read per run.")
+@click.option("--no-local", is_flag=True, help="Skip the local figures (each layer on the reference's inputs).")
+@click.option("--plot", "plot_path", metavar="FILE.png", help="Plot error by layer (with --layerwise; matplotlib).")
+@json_option
+@json_out_option
+@verbose_option
+def compare_command(
+    reference: str,
+    candidate: str,
+    weights: str | None,
+    random_weights: bool,
+    data: str | None,
+    inputs: tuple[Any, ...],
+    batch: int,
+    provider: str,
+    atol: float,
+    rtol: float,
+    layerwise: bool,
+    layer_tolerance: float | None,
+    chunk: int,
+    no_local: bool,
+    plot_path: str | None,
+    as_json: bool,
+    json_out: str | None,
+) -> None:
+    """Run A (the reference) and B on the same inputs and compare their outputs, and with --layerwise every
+    layer. A side is a model source run eagerly (a zoo name with --weights, file.py:factory) or
+    MODEL.onnx[@PROVIDER[:DEVICE][:PRECISION]]. Exit 3 when an output or a layer is beyond tolerance."""
+    from edgenn.compare import CompareOptions, compare
+    from edgenn.parity import Tolerance
+
+    if plot_path:
+        from edgenn.bench import check_output_path, require_matplotlib
+
+        if not layerwise:
+            raise click.UsageError("--plot draws the layer-by-layer errors: add --layerwise")
+        check_output_path(plot_path, "--plot")
+        require_matplotlib()
+    if json_out:
+        from edgenn.bench import check_output_path
+
+        check_output_path(json_out, "--json-out")
+    options = CompareOptions(
+        batch=batch,
+        tolerance=Tolerance(atol, rtol),
+        layerwise=layerwise,
+        layer_tolerance=layer_tolerance,
+        chunk=chunk,
+        local=not no_local,
+        provider=provider,
+        data=data,
+        input_specs=inputs,
+        weights=weights,
+        random_weights=random_weights,
+    )
+    on_step = None if as_json else (lambda text: click.echo(f"  {text}...", err=True))
+    report = compare(reference, candidate, options, on_step=on_step)
+    if plot_path and report.layerwise is not None:
+        from edgenn.layerwise import write_plot
+
+        write_plot(report.layerwise, plot_path)
+    _write_json_out(json_out, report.to_dict())
+    click.echo(to_json(report.to_dict()) if as_json else render_compare(report))
+    if not report.passed:
+        what = report.layerwise.departure_line() if report.layerwise is not None else "an output is beyond tolerance"
+        if as_json:  # the report says so ("passed": false); one JSON document on stdout
+            sys.exit(EXIT_CHECK_FAILED)
+        raise CheckFailed(f"{report.candidate} departs from {report.reference}: {what}")
 
 
 # ------------------------------------------------------------------------------------- inspect

@@ -7,6 +7,7 @@ fall-back, or the choice. The file is written atomically, and only once validati
 
 from __future__ import annotations
 
+import ast
 import json
 import linecache
 import os
@@ -115,7 +116,9 @@ class ExportResult:
     def raise_for_failure(self) -> ExportResult:
         if not self.passed:
             kept = f"kept at {self.path}" if self.path else "no file written (keep_invalid keeps it)"
-            raise ValidationError(f"validation failed: {self.validation.first_failure}; {kept}")
+            departure = next((n for n in self.validation.notes if n.startswith("first departs at")), None)
+            where = f"; {departure}" if departure else ""
+            raise ValidationError(f"validation failed: {self.validation.first_failure}{where}; {kept}")
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -260,6 +263,9 @@ def export(
                 skipped=skipped,
                 on=options.validation_sessions(),
             )
+            if not report.passed and any(not p.passed for _, p in report.parity):
+                step("finding the first layer that departs")
+                report = _with_departure(report, module, [s.name for s in specs], tmp, loaded, batches, options)
             validate_seconds = time.perf_counter() - started
             summary = json.dumps(_validation_summary(report), separators=(",", ":"))
             final_meta = {**base_meta, meta.META_VALIDATION: summary}
@@ -286,6 +292,30 @@ def export(
         report,
         final_meta,
     )
+
+
+def _with_departure(report: Any, module: Any, names: list[str], path: Path, loaded, batches, options) -> Any:
+    """The report with a note naming the first module whose layer departs (compare --layerwise's walk, on
+    the first parity case that failed), where the file keeps a module map and the walk can run."""
+    from edgenn.layerwise import EagerSide, OnnxSide, compare_layers
+    from edgenn.runtime.session import SessionConfig
+
+    failed = {label for label, parity in report.parity if not parity.passed}
+    case = next((c for c in _parity_cases(loaded, batches, options.dynamic_batch) if c.label in failed), None)
+    if case is None:
+        return report
+    try:
+        with tempfile.TemporaryDirectory(prefix="edgenn-departure-") as scratch:
+            candidate = OnnxSide(path, SessionConfig(), "onnx", Path(scratch), names)
+            walk = compare_layers(EagerSide(module, names, "eager"), candidate, case.feeds, LAYER_TOLERANCE)
+    except EdgennError:
+        return report  # no module map (TorchScript), or a graph the walk cannot cut: the figures stand alone
+    if walk.first_departure is None:
+        return report
+    return replace(report, notes=(*report.notes, f"{walk.departure_line()} (on {case.label})"))
+
+
+LAYER_TOLERANCE = 1e-3  # float32 layers agree to rounding: compare's default for float32 on both sides
 
 
 class _Discard(Exception):
@@ -543,18 +573,46 @@ def _submodule_using(module: nn.Module, examples: tuple[torch.Tensor, ...], op: 
 
 def _strip_node_metadata(graph: Any) -> None:
     """Drop the exporter's per-node stack traces and annotations (they leak build paths and are
-    most of a small model's bytes), in this graph and every subgraph."""
+    most of a small model's bytes), in this graph and every subgraph, keeping of each node only the
+    path of the module that made it (meta.NODE_MODULE, what compare --layerwise matches by)."""
     del graph.metadata_props[:]
     for value in (*graph.input, *graph.output, *graph.value_info, *graph.initializer):
         del value.metadata_props[:]
     for node in graph.node:
+        module = module_path_of(node)
         del node.metadata_props[:]
+        if module is not None:
+            node.metadata_props.add(key=meta.NODE_MODULE, value=module)
         node.doc_string = ""
         for attr in node.attribute:
             if attr.HasField("g"):
                 _strip_node_metadata(attr.g)
             for sub in attr.graphs:
                 _strip_node_metadata(sub)
+
+
+def module_path_of(node: Any) -> str | None:
+    """The path of the PyTorch module whose forward made `node`, or None where the exporter did not say.
+
+    The dynamo exporter records the scopes a node was made in (`pkg.torch.onnx.name_scopes`: "",
+    "layer1", "layer1.bn1", then the FX node's own name); where it fused nodes (a BatchNorm into the
+    Conv before it), the node carries the scope of the last one, whose output it computes. The
+    TorchScript exporter puts the scopes in the node name ("/layer1/layer1.0/conv1/Conv").
+    """
+    props = {p.key: p.value for p in node.metadata_props}
+    scopes = props.get("pkg.torch.onnx.name_scopes")
+    if scopes:
+        try:
+            names = ast.literal_eval(scopes)  # a Python list's repr
+        except (ValueError, SyntaxError):
+            return None
+        return str(names[-2]) if isinstance(names, list) and len(names) >= 2 else ""
+    if node.name.startswith("/"):  # "/Neg": made by the top-level module's own forward
+        path = ""
+        for part in node.name.split("/")[1:-1]:
+            path = part if not path or part.startswith(path + ".") else f"{path}.{part}"
+        return path
+    return None
 
 
 def _metadata(loaded: LoadedSource, specs, out_specs, exporter: str, opset: int) -> dict[str, str]:

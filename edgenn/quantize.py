@@ -981,11 +981,12 @@ def _rounded(value: float | None, digits: int) -> float | None:
 # ------------------------------------------------------------------------------------- plumbing
 @contextlib.contextmanager
 def _ort_logs_quiet(verbose: bool) -> Iterator[None]:
-    """onnxruntime's own sessions (the calibrator's among them) log warnings unless told otherwise."""
+    """onnxruntime's own sessions (the calibrator's among them) log warnings and red error lines unless
+    told otherwise; edgenn reports their errors itself, in one line."""
     import onnxruntime as ort
 
     if not verbose:
-        ort.set_default_logger_severity(3)
+        ort.set_default_logger_severity(4)
     try:
         yield
     finally:

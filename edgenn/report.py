@@ -1,19 +1,51 @@
-"""Rendering results for people (aligned text tables) and machines (JSON)."""
+"""Rendering results for people (aligned text tables) and machines (JSON).
+
+Tables are plain aligned text by default: what a pipe, a log file or a test reads. The CLI turns on
+terminal tables (`terminal_tables`) when stdout is a terminal and rich is installed: rich fits wide
+tables (bench's rows reach 220 columns) to the terminal's width by wrapping cells, where plain text
+would wrap whole lines.
+"""
 
 from __future__ import annotations
 
+import io
 import json
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+_terminal_width: int | None = None
+LONG_TEXT = (
+    24  # cells up to this long stay on one line in terminal tables  # set: render tables with rich at this width
+)
+
+
+def terminal_tables(width: int | None) -> bool:
+    """Render tables with rich for a terminal `width` columns wide (None: plain text again).
+
+    Returns whether rich tables are on: rich is optional (the `full` extra has it), and without it
+    tables stay plain.
+    """
+    global _terminal_width
+    try:
+        import rich  # noqa: F401
+    except ImportError:
+        width = None
+    _terminal_width = width
+    return width is not None
+
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], title: str = "") -> str:
-    """A plain aligned table; numbers right-aligned, text left-aligned."""
+    """An aligned table; numbers right-aligned, text left-aligned."""
     body = [[_cell(v) for v in row] for row in rows]
+    numeric = [all(_is_number(r[i]) for r in body) and bool(body) for i in range(len(headers))]
+    if _terminal_width is not None:
+        fitted = _rich_table(headers, body, numeric, title, _terminal_width)
+        if fitted is not None:
+            return fitted
     widths = [len(h) for h in headers]
     for row in body:
         widths = [max(w, len(c)) for w, c in zip(widths, row)]
-    numeric = [all(_is_number(r[i]) for r in body) and bool(body) for i in range(len(headers))]
 
     def line(cells: Sequence[str]) -> str:
         return "  ".join(c.rjust(w) if num else c.ljust(w) for c, w, num in zip(cells, widths, numeric)).rstrip()
@@ -22,6 +54,55 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], title: str = ""
     out += [line(headers), line(["-" * w for w in widths])]
     out += [line(r) for r in body]
     return "\n".join(out)
+
+
+def _rich_table(
+    headers: Sequence[str], body: list[list[str]], numeric: list[bool], title: str, width: int
+) -> str | None:
+    """The table fitted to `width` columns by rich, or None where it cannot fit without breaking a number.
+
+    Headers wrap at their spaces, which is where the width goes; a value is never broken across lines
+    unless it is long text (a path, a note), which folds. The widths are chosen here, not by rich,
+    which would crop the last columns of a table too wide for the terminal.
+    """
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text  # plain text, not rich markup: a shape like [1, 64] stays as it is
+
+    gap = 2  # characters between columns
+    columns = []
+    for i, header in enumerate(headers):
+        longest = max((len(row[i]) for row in body), default=0)
+        value = longest if numeric[i] or longest <= LONG_TEXT else LONG_TEXT
+        columns.append([max(value, *(len(word) for word in header.split() or [""])), len(header), value])
+    spare = width - sum(c[0] for c in columns) - gap * (len(columns) - 1)
+    if spare < 0:
+        return None
+    for column in columns:  # unwrap headers, left to right, while the terminal has room
+        grow = min(spare, max(0, column[1] - column[0]))
+        column[0] += grow
+        spare -= grow
+
+    grid = Table(
+        title=Text(title, style="bold") if title else None,
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        padding=(0, gap - 1, 0, 0),  # the column divider is the gap's other character
+        collapse_padding=False,
+    )
+    for (fitted, _, _), header, num in zip(columns, headers, numeric):
+        grid.add_column(Text(header, style="bold"), justify="right" if num else "left", width=fitted, overflow="fold")
+    for row in body:
+        grid.add_row(*(Text(cell) for cell in row))
+    # NO_COLOR (no-color.org) keeps rich's layout without its colours.
+    colours = None if os.environ.get("NO_COLOR") else "standard"
+    out = io.StringIO()
+    console = Console(file=out, width=width, force_terminal=colours is not None, color_system=colours, highlight=False)
+    console.print(grid)
+    return out.getvalue().rstrip("\n")
 
 
 def key_values(pairs: Iterable[tuple[str, Any]]) -> str:
@@ -552,3 +633,71 @@ def render_outputs(outputs: Mapping[str, Any], title: str = "", shown: int = 6) 
             )
         )
     return table(["output", "shape", "dtype", "min", "max", "values"], rows, title=title)
+
+
+def render_compare(report: Any) -> str:
+    """edgenn.compare.CompareReport: per output, then (with --layerwise) per layer and the first departure."""
+    tol = report.tolerance
+    rows = [
+        (
+            o.name,
+            "x".join(map(str, o.shape)),
+            o.error.max_abs_error,
+            o.max_elementwise_rel,
+            o.error.sqnr_db if o.error.sqnr_db != float("inf") else "inf",
+            f"{o.error.cosine:.6f}",
+            percent(o.argmax_agreement),
+            "yes" if o.passed else "NO",
+        )
+        for o in report.outputs
+    ]
+    title = f"{report.candidate} against {report.reference} on {report.inputs} (batch {report.batch})"
+    headers = [
+        "output",
+        "shape",
+        "max abs",
+        "max rel",
+        "SQNR dB",
+        "cosine",
+        "argmax agree",
+        f"within {tol.atol:g}+{tol.rtol:g}|x|",
+    ]
+    parts = [table(headers, rows, title=title)]
+    lw = report.layerwise
+    if lw is not None:
+        parts.append(render_layerwise(lw))
+    parts.extend(f"note: {n}" for n in report.notes)
+    return "\n\n".join(parts)
+
+
+def render_layerwise(lw: Any) -> str:
+    def figures(error: Any) -> tuple[Any, Any]:
+        if error is None:
+            return "-", "-"
+        return error.relative, ("inf" if error.sqnr_db == float("inf") else error.sqnr_db)
+
+    rows = []
+    for layer in lw.layers:
+        carried, local = figures(layer.carried), figures(layer.local)
+        module = "?" if layer.module is None else (layer.module or "(top)")
+        rows.append(
+            (
+                layer.index,
+                module,
+                layer.op,
+                layer.tensor,
+                layer.carried.max_abs_error if layer.carried else "-",
+                *carried,
+                *local,
+                "<< departs" if layer.departs else layer.note,
+            )
+        )
+    headers = ["#", "module", "op", "tensor", "max abs", "rel", "SQNR dB", "local rel", "local SQNR dB", ""]
+    title = (
+        f"layer by layer ({lw.matched_by}s matched; rel = max |error| / max |reference|; local = the layer on the "
+        f"reference's inputs, its own error); tolerance {lw.tolerance:g}"
+    )
+    lines = [table(headers, rows, title=title), lw.departure_line()]
+    lines += [f"hidden: {h}" for h in lw.hidden]
+    lines += [f"note: {n}" for n in lw.notes]
+    return "\n".join(lines)

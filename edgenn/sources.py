@@ -88,9 +88,7 @@ class LoadedSource:
         """The second size of each named dynamic dim (other than batch) that parity checks."""
         first = self._user_dim_sizes()
         named = {str(d) for s in self.input_specs for d in s.shape if isinstance(d, str) and d != BATCH}
-        return {
-            d: (self.dim_sizes.get(d, (0, None))[1] or second_size(first[d])) for d in sorted(named) if d in first
-        }
+        return {d: (self.dim_sizes.get(d, (0, None))[1] or second_size(first[d])) for d in sorted(named) if d in first}
 
     @property
     def dims_explained(self) -> bool:

@@ -33,6 +33,9 @@ META_VERSIONS = "edgenn.library_versions"
 META_VALIDATION = "edgenn.validation"
 # sizes of named dynamic dims (other than batch) the export was validated at: defaults for bench and quantize
 META_DIM_SIZES = "edgenn.dim_sizes"
+# Per-node metadata (NodeProto.metadata_props): the path of the PyTorch module whose forward made the
+# node ("layer1.bn1"; "" for the top-level module), kept from the exporter's scopes for compare --layerwise.
+NODE_MODULE = "edgenn.module"
 
 _SUPPORTED_DTYPES = ("float32", "float16", "float64", "int64", "int32", "int8", "uint8", "bool")
 
@@ -273,9 +276,7 @@ def _pair(value: Any) -> tuple[int, int]:
 
 def _is_size(pair: Any) -> bool:
     return (
-        isinstance(pair, tuple)
-        and len(pair) == 2
-        and all(type(v) is int and 0 < v <= MAX_PICTURE_SIDE for v in pair)
+        isinstance(pair, tuple) and len(pair) == 2 and all(type(v) is int and 0 < v <= MAX_PICTURE_SIDE for v in pair)
     )
 
 
