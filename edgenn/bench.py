@@ -68,6 +68,7 @@ class BenchOptions:
     rounds: int = 25  # rounds per point (fewer when runs is smaller)
     inputs: tuple[TensorSpec, ...] = ()  # sizes of dynamic dims other than batch, by input name
     seed: int = 0
+    profile: bool = False  # per-node times of each ONNX model (edgenn.profile), after the timings
 
     def checked(self) -> BenchOptions:
         if not self.providers:
@@ -111,6 +112,7 @@ class BenchOptions:
             "rounds": self.rounds,
             "inputs": [s.to_dict() for s in self.inputs],
             "seed": self.seed,
+            "profile": self.profile,
         }
 
 
@@ -218,6 +220,8 @@ class BenchReport:
     seconds: float  # wall time of the whole bench
     load_average_end: tuple[float, float, float] | None  # environment.load_average is the start's
     method: str = METHOD
+    profiles: tuple[Any, ...] = ()  # edgenn.profile.Profile, with --profile
+    attributions: tuple[Any, ...] = ()  # edgenn.profile.Attribution: each model against the first
     edgenn_version: str = field(default_factory=edgenn_version)
 
     @property
@@ -254,6 +258,8 @@ class BenchReport:
             "variants": [v.to_dict() for v in self.variants],
             "results": [r.to_dict() for r in self.results],
             "skipped": [s.to_dict() for s in self.skipped],
+            "profiles": [p.to_dict() for p in self.profiles],
+            "attributions": [a.to_dict() for a in self.attributions],
         }
 
 
@@ -310,6 +316,12 @@ def bench(
     if not results:
         reasons = "; ".join(dict.fromkeys(s.reason for s in skipped)) or "no point of the sweep could run"
         raise EdgennError(f"nothing measured: {reasons}")
+    profiles, attributions = (), ()
+    if options.profile:
+        if progress:
+            progress(done, total, "profiling")
+        profiles, attributions, unprofiled = _profiles(variants, configs, options)
+        skipped += unprofiled
     return BenchReport(
         environment,
         options,
@@ -320,7 +332,39 @@ def bench(
         started,
         time.perf_counter() - t0,
         load_average(),
+        profiles=profiles,
+        attributions=attributions,
     )
+
+
+def _profiles(
+    variants: Sequence[_Variant], configs: Sequence[SessionConfig], options: BenchOptions
+) -> tuple[tuple[Any, ...], tuple[Any, ...], list[SkippedPoint]]:
+    """Each ONNX model profiled on each configuration at each batch (at the first thread count), and each
+    model's time against the first model's, node by node, where there are several."""
+    from edgenn.profile import attribute, profile_model
+
+    threads = options.threads[0]
+    profiles, attributions, skipped = [], [], []
+    for config in configs:
+        for batch in options.batches:
+            first = None
+            for variant in variants:
+                frozen = fixed_batch(variant.info.inputs)
+                if variant.kind != "onnx" or (frozen is not None and frozen != batch):
+                    continue
+                feeds = make_feeds(variant.info.inputs, batch, options.seed)
+                try:
+                    profile = profile_model(variant.path, replace(config, threads=threads), feeds, label=variant.name)
+                except EdgennError as exc:
+                    skipped.append(SkippedPoint(variant.name, config.label, threads, batch, f"profile: {exc}"))
+                    continue
+                profiles.append(profile)
+                if first is None:
+                    first = profile
+                else:
+                    attributions.append(attribute(first, profile))
+    return tuple(profiles), tuple(attributions), skipped
 
 
 def session_plan(

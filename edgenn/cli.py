@@ -1189,6 +1189,12 @@ def tune_command(
 @json_option
 @click.option("--csv", "csv_path", metavar="FILE", help="Write one row per variant and point as CSV.")
 @click.option("--plot", "plot_path", metavar="FILE.png", help="Plot latency against batch size (needs matplotlib).")
+@click.option(
+    "--profile",
+    is_flag=True,
+    help="Also time every node (onnxruntime's profiler; OpenVINO's counters where the openvino package is "
+    "installed) and say where each model's time goes against the first.",
+)
 @verbose_option
 def bench_command(
     models: tuple[str, ...],
@@ -1209,8 +1215,10 @@ def bench_command(
     as_json: bool,
     csv_path: str | None,
     plot_path: str | None,
+    profile: bool,
 ) -> None:
-    """Time ONNX MODELs (and an eager PyTorch baseline) on onnxruntime providers, interleaved."""
+    """Time ONNX MODELs (and an eager PyTorch baseline) on onnxruntime providers, interleaved; with --profile,
+    also per node, and where each model's time goes against the first."""
     from tqdm import tqdm
 
     from edgenn.bench import BenchOptions, bench, check_output_path, require_matplotlib, write_csv, write_plot
@@ -1236,6 +1244,7 @@ def bench_command(
         rounds=rounds,
         inputs=inputs,
         seed=seed,
+        profile=profile,
     )
     bar = tqdm(
         total=len(threads) * len(batches),

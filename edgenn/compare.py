@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import gc
 import math
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
@@ -279,6 +280,11 @@ def compare(a: str, b: str, options: CompareOptions = CompareOptions(), on_step:
         )
     layerwise = None
     if options.layerwise:
+        # the walk opens a session per chunk, one side at a time: the whole-model sessions go first, so that
+        # one session's memory is held at a time, not three
+        ref.runner = cand.runner = None
+        del out_ref, out_cand
+        gc.collect()
         layerwise = _layerwise(ref, cand, feeds, options, step)
     return CompareReport(
         ref.label,

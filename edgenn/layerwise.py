@@ -433,6 +433,7 @@ class OnnxSide:
         _set_outputs(model, reads, self.original_types)
         _prune(model, reads)
         used = {name for node in model.graph.node for name in node.input}
+        used |= {t.name for t in model.graph.initializer}  # IR < 4 lists every initializer as an input too
         keep_inputs = [i for i in model.graph.input if i.name in used]
         del model.graph.input[:]
         model.graph.input.extend(keep_inputs)
@@ -446,6 +447,13 @@ class OnnxSide:
 
         self._serial += 1
         path = self.scratch / f"chunk{self._serial}.onnx"
+        # inputs no node reads any more (an old-style model's weights, listed as inputs and folded away
+        # by the optimiser) would otherwise be required feeds
+        used = {name for node in model.graph.node for name in node.input} | set(reads)
+        used |= {t.name for t in model.graph.initializer}  # IR < 4 lists every initializer as an input too
+        keep = [i for i in model.graph.input if i.name in used]
+        del model.graph.input[:]
+        model.graph.input.extend(keep)
         onnx.save(model, str(path))
         try:
             runner = open_session(path, config, name=self.label)

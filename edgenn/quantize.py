@@ -57,7 +57,7 @@ from edgenn.quiet import silenced
 from edgenn.recipes import BuildContext, Recipe
 from edgenn.runtime.session import SessionConfig
 from edgenn.runtime.session import unavailable as session_unavailable
-from edgenn.specs import META_ACCURACY, META_PREFIX, META_VALIDATION, TensorSpec, fixed_batch
+from edgenn.specs import META_ACCURACY, META_PREFIX, META_VALIDATION, NODE_MODULE, TensorSpec, fixed_batch
 from edgenn.versions import edgenn_version, library_version
 
 MODES = (*recipes.MODES, "auto")
@@ -164,6 +164,7 @@ class KeptFloat:
     reason: str
     cost_points: float | None = None  # accuracy recovered by keeping this node alone in float (selection data)
     drop_after_points: float | None = None  # the drop once this node and those before it are in float
+    local_error: float | None = None  # its layer's own error in int8 (compare --layerwise), what ranked it
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -200,6 +201,7 @@ class QuantizeResult:
     budget_met: bool = True  # auto: met on the selection data; other modes: on the evaluation data
     notes: tuple[str, ...] = ()
     seconds: float = 0.0
+    sensitivity: tuple[Sensitivity, ...] = ()  # auto mode, where it kept nodes in float: the ranking it used
 
     @property
     def excluded_for_accuracy(self) -> tuple[KeptFloat, ...]:
@@ -219,7 +221,27 @@ class QuantizeResult:
             "selection_data": self.selection_data,
             "notes": list(self.notes),
             "seconds": round(self.seconds, 2),
+            "sensitivity": [s.to_dict() for s in self.sensitivity],
         }
+
+
+@dataclass(frozen=True)
+class Sensitivity:
+    """How much error one quantized node's layer makes on its own (edgenn.layerwise's local figure: the
+    int8 layer run on fp32's values of its inputs), relative to its range; what auto mode ranks by."""
+
+    node: str
+    op_type: str
+    module: str | None
+    local_error: float | None
+    carried_error: float | None
+
+    @property
+    def error(self) -> float:
+        return self.local_error if self.local_error is not None else (self.carried_error or 0.0)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 # ------------------------------------------------------------------------------------ the model
@@ -480,6 +502,7 @@ def quantize(
         if options.mode == "auto":
             outcome = _auto(shop, eval_samples)
             built, candidates, selection = outcome.built, outcome.candidates, outcome.selection
+            sensitivity = outcome.sensitivity
             notes, met_on_selection = list(outcome.notes), outcome.budget_met
             if skipped_static:
                 notes.append(
@@ -491,7 +514,7 @@ def quantize(
             step(f"quantizing: {recipe.name}")
             built = shop.build(recipe, shop.default_float(recipe))
             _refuse_empty(built)
-            candidates, selection, notes, met_on_selection = (), None, [], None
+            candidates, selection, notes, met_on_selection, sensitivity = (), None, [], None, ()
         step(f"evaluating fp32 against {built.recipe.name} on {eval_samples.source}")
         evaluation = evaluate(
             source.path,
@@ -524,6 +547,7 @@ def quantize(
         budget_met=budget_met,
         notes=tuple(notes),
         seconds=time.perf_counter() - started,
+        sensitivity=sensitivity,
     )
 
 
@@ -629,6 +653,7 @@ class _AutoOutcome:
     selection: str
     budget_met: bool
     notes: tuple[str, ...]
+    sensitivity: tuple[Sensitivity, ...] = ()
 
 
 class _Judge:
@@ -722,6 +747,7 @@ def _auto(shop: _Workshop, eval_samples: Samples) -> _AutoOutcome:
     speedups = judge.speedups([b for b, _, _ in tried])
     within = [i for i, (_, s, _) in enumerate(tried) if s.cost <= budget]
     notes = [note] if note else []
+    sensitivity: list[Sensitivity] = []
     if within:
         # what auto optimises is speed, then size: a candidate neither faster nor smaller than fp32 is no answer
         fp32_bytes = _bytes(shop.source.path)
@@ -748,7 +774,7 @@ def _auto(shop: _Workshop, eval_samples: Samples) -> _AutoOutcome:
             chosen, met = tried[pick][0], False
         else:
             pick = max(int8, key=lambda i: speedups[i])
-            chosen, met = _keep_costliest_in_float(shop, judge, tried[pick][0], tried[pick][1], budget)
+            chosen, met, sensitivity = _keep_costliest_in_float(shop, judge, tried[pick][0], tried[pick][1], budget)
         if not met:
             notes.append(
                 f"the budget of {judge.budget_text} was not met even with every quantizable node in float; "
@@ -756,7 +782,7 @@ def _auto(shop: _Workshop, eval_samples: Samples) -> _AutoOutcome:
             )
     extra = len(chosen.kept) - len(tried[pick][0].kept)
     candidates = _candidates(tried, skipped, speedups, budget, pick, extra)
-    return _AutoOutcome(chosen, candidates, selection.source, met, tuple(notes))
+    return _AutoOutcome(chosen, candidates, selection.source, met, tuple(notes), tuple(sensitivity))
 
 
 def _candidates(tried, skipped, speedups, budget, chosen: int, extra: int = 0) -> tuple[Candidate, ...]:
@@ -786,31 +812,64 @@ def _final_bytes(built: _Built, shop: _Workshop) -> int:
 
 def _keep_costliest_in_float(
     shop: _Workshop, judge: _Judge, base: _Built, base_score: _Score, budget: float
-) -> tuple[_Built, bool]:
-    """Rank the quantized nodes by the accuracy each costs (kept alone in float), then keep them in
-    float one at a time, costliest first, until the budget holds. Returns the build and whether it did."""
+) -> tuple[_Built, bool, list[Sensitivity]]:
+    """Rank the quantized nodes by the error each one's layer makes on its own (one layer-by-layer walk of
+    fp32 against the quantized model: edgenn.layerwise), then keep them in float one at a time, most
+    sensitive first, until the budget holds. Returns the build, whether it held, and the ranking."""
     names = shop.excludable(base.recipe, [k.node for k in base.kept])
-    ranking = []
-    for position, name in enumerate(names):
-        shop.step(f"auto: what node {position + 1} of {len(names)} costs ({name})")
-        trial = KeptFloat(name, shop.nodes[name].op_type, "accuracy")
-        alone = judge.score(shop.build(base.recipe, (*base.kept, trial)))
-        ranking.append((-alone.cost, -alone.mean_abs_error, -position, name, alone))
-    ranking.sort(reverse=True)
+    shop.step(f"auto: ranking {len(names)} quantized nodes by their layers' own error")
+    ranking = layer_sensitivity(shop, judge, base, names)
     best, best_score = base, base_score
     kept, current = list(base.kept), base_score
-    for _acc, _err, _pos, name, alone in ranking:
+    for entry in ranking:
         if current.cost <= budget:
             break
-        shop.step(f"auto: keeping {name} in float")
-        recovered = None if alone.accuracy is None else 100.0 * (alone.accuracy - base_score.accuracy)
-        entry = KeptFloat(name, shop.nodes[name].op_type, "accuracy", cost_points=recovered)
-        trial = shop.build(base.recipe, (*kept, entry))
+        shop.step(f"auto: keeping {entry.node} in float")
+        keep = KeptFloat(entry.node, entry.op_type, "accuracy", local_error=entry.error)
+        trial = shop.build(base.recipe, (*kept, keep))
         current = judge.score(trial)
-        kept.append(replace(entry, drop_after_points=current.drop_points))
+        kept.append(replace(keep, drop_after_points=current.drop_points))
         if (current.cost, current.mean_abs_error) < (best_score.cost, best_score.mean_abs_error):
             best, best_score = replace(trial, kept=tuple(kept)), current
-    return best, best_score.cost <= budget
+    return best, best_score.cost <= budget, ranking
+
+
+SENSITIVITY_SAMPLES = 64  # the batch the layer-by-layer walk runs on
+
+
+def layer_sensitivity(shop: _Workshop, judge: _Judge, base: _Built, names: Sequence[str]) -> list[Sensitivity]:
+    """Each of `names` (quantized nodes of the pre-processed fp32 graph) with its layer's own error, most
+    sensitive first. A node whose output is not read on its own (fused into the next op) takes the figure
+    of the first layer after it."""
+    from edgenn.layerwise import OnnxSide, compare_layers
+
+    feeds = judge.samples.batch(min(SENSITIVITY_SAMPLES, len(judge.samples)))
+    with tempfile.TemporaryDirectory(prefix="edgenn-sensitivity-") as folder:
+        reference_dir, candidate_dir = Path(folder) / "fp32", Path(folder) / "int8"
+        reference_dir.mkdir()
+        candidate_dir.mkdir()
+        reference = OnnxSide(shop.pre_path, judge.config, "fp32", reference_dir)
+        candidate = OnnxSide(base.path, judge.config, base.recipe.name, candidate_dir)
+        walk = compare_layers(reference, candidate, feeds, tolerance=1.0)
+    layers = {layer.tensor: layer for layer in walk.layers}
+    consumers: dict[str, list[Any]] = {}
+    for node in shop.nodes.values():
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    out = []
+    for position, name in enumerate(names):
+        node = shop.nodes[name]
+        tensor, hops = node.output[0], 0
+        while tensor not in layers and hops < 4 and len(consumers.get(tensor, ())) == 1:
+            tensor, hops = consumers[tensor][0].output[0], hops + 1
+        layer = layers.get(tensor)
+        local = layer.local.relative if layer is not None and layer.local is not None else None
+        carried = layer.carried.relative if layer is not None and layer.carried is not None else None
+        own = next((prop.value for prop in node.metadata_props if prop.key == NODE_MODULE), None)
+        module = own if own is not None else (layer.module if layer is not None else None)
+        out.append((position, Sensitivity(name, node.op_type, module, local, carried)))
+    out.sort(key=lambda pair: (-pair[1].error, pair[0]))  # most sensitive first; ties in graph order
+    return [entry for _, entry in out]
 
 
 # ---------------------------------------------------------------------------------- the output

@@ -392,11 +392,37 @@ def render_quantize(result: Any) -> str:
         parts += [
             "",
             table(
-                ["kept in float", "op", "why", "cost (points)", "drop after"],
+                ["kept in float", "op", "why", "own error", "drop after"],
                 [
-                    (kf.node, kf.op_type, kf.reason, _points(kf.cost_points), _points(kf.drop_after_points))
+                    (
+                        kf.node,
+                        kf.op_type,
+                        kf.reason,
+                        "-" if kf.local_error is None else f"{kf.local_error:.3g}",
+                        _points(kf.drop_after_points),
+                    )
                     for kf in result.kept_float
                 ],
+            ),
+        ]
+    if result.sensitivity:
+        shown = result.sensitivity[:10]
+        parts += [
+            "",
+            table(
+                ["node", "op", "module", "own error", "carried error"],
+                [
+                    (
+                        s.node,
+                        s.op_type,
+                        "?" if s.module is None else (s.module or "(top)"),
+                        "-" if s.local_error is None else f"{s.local_error:.3g}",
+                        "-" if s.carried_error is None else f"{s.carried_error:.3g}",
+                    )
+                    for s in shown
+                ],
+                title="sensitivity: each quantized node's layer, its own error relative to its range (compare "
+                "--layerwise's local figure), the order nodes were kept in float",
             ),
         ]
     if result.candidates:
@@ -545,7 +571,50 @@ def render_bench(report: Any) -> str:
             "20% or more: their calls waited for a core (another program was running). Medians and paired "
             "speedups hold up best, means and p99 least; rerun on a quiet machine"
         )
+    for profile in report.profiles:
+        parts += ["", render_profile(profile)]
+    for attribution in report.attributions:
+        parts += ["", render_attribution(attribution)]
     return "\n".join(parts)
+
+
+def render_profile(profile: Any, shown: int = 8) -> str:
+    """edgenn.profile.Profile: time by op type and the slowest nodes, the shares, and the known causes."""
+    title = (
+        f"profile: {profile.model} on {profile.provider}, batch {profile.batch} ({profile.source}, median of "
+        f"{profile.runs} runs): {profile.total_ms:.3f} ms in nodes"
+    )
+    by_op = table(
+        ["op", "nodes", "ms", "share"],
+        [(op, n, ms, percent(sh, 1)) for op, n, ms, sh in profile.by_op()[:shown]],
+        title,
+    )
+    slowest = sorted(profile.nodes, key=lambda n: -n.ms)[:shown]
+    nodes = table(
+        ["node", "op", "inputs", "kind", "ms", "share"],
+        [(n.name, n.op, "/".join(n.input_types[:1]) or "-", n.kind, n.ms, percent(n.share, 1)) for n in slowest],
+    )
+    shares = profile.shares()
+    lines = [
+        by_op,
+        nodes,
+        f"layout reorders {percent(shares['reorder'], 1)}, quantize/dequantize {percent(shares['quantize'], 1)}, "
+        f"float compute in a quantized model {percent(shares['float-in-int8'], 1)}",
+    ]
+    lines += [f"why: {e}" for e in profile.explanations()]
+    lines += [f"note: {n}" for n in profile.notes]
+    return "\n".join(lines)
+
+
+def render_attribution(attribution: Any, shown: int = 8) -> str:
+    """edgenn.profile.Attribution: where the time between two models goes, largest differences first."""
+    sign = "slower" if attribution.delta_ms > 0 else "faster"
+    title = (
+        f"{attribution.candidate} against {attribution.baseline} on {attribution.provider}, batch "
+        f"{attribution.batch}: {abs(attribution.delta_ms):.3f} ms {sign} in nodes, by where it goes"
+    )
+    rows = [(r.what, r.baseline_ms, r.candidate_ms, r.delta_ms, r.explanation or "-") for r in attribution.rows[:shown]]
+    return table(["nodes", "baseline ms", "candidate ms", "difference ms", "why"], rows, title)
 
 
 def _load(start: Any, end: Any, cores: int) -> str:
@@ -601,6 +670,8 @@ def render_tune(result: Any) -> str:
     out.append(f"\n{where}")
     out += [f"note: {n}" for n in d.notes]
     out += [f"skipped {s}" for s in result.skipped]
+    for profile in result.node_profiles:
+        out += ["", render_profile(profile, shown=5)]
     out.append(f"{result.seconds:.0f} s")
     return "\n".join(out)
 

@@ -147,6 +147,9 @@ class TuneResult:
     budget_met: bool  # some candidate beyond the plain fp32 file held the budget
     skipped: tuple[str, ...]  # configurations and recipes that could not be tried here, with why
     seconds: float
+    # where the chosen deployment spends its time, per node (edgenn.profile), at each route of the default
+    # thread count
+    node_profiles: tuple[Any, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -155,6 +158,7 @@ class TuneResult:
             "seconds": round(self.seconds, 2),
             "skipped": list(self.skipped),
             "deployment": self.deployment.to_dict(),
+            "node_profiles": [p.to_dict() for p in self.node_profiles],
         }
 
 
@@ -271,9 +275,33 @@ def tune(
                 routes[threads].append((batch, choice, ranking))
             del runners
         deployment, budget_met = _deployment(source, candidates, routes, data, options, configs, created)
+        step("profiling the choice per node")
+        node_profiles = _node_profiles(candidates, deployment, data)
         step("writing the deployment folder")
         _write(output, deployment, candidates)
-    return TuneResult(str(output), deployment, budget_met, tuple(skipped), time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    return TuneResult(str(output), deployment, budget_met, tuple(skipped), seconds, node_profiles)
+
+
+def _node_profiles(candidates: Sequence[_Candidate], deployment: Deployment, data: _Data) -> tuple[Any, ...]:
+    """The chosen candidate of each route at the default thread count, profiled per node at the largest
+    batch the route was measured at: what `edgenn bench --profile` shows, for the deployment shipped."""
+    from edgenn.profile import profile_model
+
+    by_id = {c.id: c for c in candidates}
+    default = deployment.profiles[0]
+    out = []
+    for route in default.routes:
+        chosen = by_id.get(route.choice)
+        if chosen is None or not route.measured_at:
+            continue
+        batch = max(route.measured_at)
+        config = replace(chosen.config, threads=default.threads)
+        try:
+            out.append(profile_model(chosen.path, config, data.selection.batch(batch), label=chosen.id))
+        except EdgennError:
+            continue  # it was timed a moment ago; a profiler that will not start costs the report one section
+    return tuple(out)
 
 
 def _check_output(output: Path, force: bool) -> Path:

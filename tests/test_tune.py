@@ -22,6 +22,7 @@ from edgenn import tune as tune_module
 from edgenn.calibration import digits_samples, read_preprocessing
 from edgenn.cli import cli
 from edgenn.errors import InputError, ModelFileError, ProviderError
+from edgenn.report import render_tune
 from edgenn.runtime import Model
 from edgenn.runtime import deploy as deploy_module
 from edgenn.runtime.deploy import DEPLOY_FILE, Machine, load_deployment, resolve, this_machine
@@ -314,3 +315,13 @@ def test_interrupted_write_leaves_the_old_folder(two_routes, tmp_path, monkeypat
         tune_module._write(folder, deployment, [File(n) for n, _ in deployment.files])
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["copy"]  # no staging folder left behind
+
+
+def test_the_tune_report_profiles_its_choice_per_node(tuned):
+    _, result = tuned("lenet5")
+    routes = result.deployment.profiles[0].routes
+    assert [p.model for p in result.node_profiles] == [r.choice for r in routes]
+    for profile, route in zip(result.node_profiles, routes):
+        assert profile.batch == max(route.measured_at) and profile.nodes
+        assert profile.threads == result.deployment.profiles[0].threads
+    assert "profile: " in render_tune(result) and result.to_dict()["node_profiles"][0]["nodes"]

@@ -224,6 +224,10 @@ class OrtRunner:
         self.name = name
         self.output_names = [o.name for o in session.get_outputs()]
 
+    def end_profiling(self) -> str:
+        """Stop onnxruntime's profiler (opened with `profile_prefix`) and return its trace file."""
+        return str(self.session.end_profiling())
+
     @cached_property
     def metadata(self) -> dict[str, str]:
         return dict(self.session.get_modelmeta().custom_metadata_map)
@@ -300,6 +304,7 @@ def open_session(
     name: str = "",
     optimized_path: str | os.PathLike[str] | None = None,
     verbose: bool = False,
+    profile_prefix: str | os.PathLike[str] | None = None,
 ) -> OrtRunner:
     """Open `model` (a path or the bytes of an ONNX file) as `config` says, and read back where it runs.
 
@@ -308,6 +313,8 @@ def open_session(
     (unless `config.fallback`: the CPU provider then takes over, and `runner.info.note` says why).
     "auto" tries TensorRT, CUDA, OpenVINO and the CPU in turn, taking the first that runs the whole
     model, and notes what it passed over. `optimized_path` saves the graph onnxruntime optimised.
+    `profile_prefix` turns on onnxruntime's profiler (per-node times; `runner.end_profiling()` gives the
+    trace): for edgenn.profile, never for timing, which it slows.
     """
     config = config.checked()
     opening = _Opening(
@@ -316,6 +323,7 @@ def open_session(
         optimized_path,
         verbose,
         time.perf_counter(),
+        None if profile_prefix is None else str(profile_prefix),
     )
     if config.provider == "auto":
         return _open_first(opening, config)
@@ -343,6 +351,7 @@ class _Opening:
     optimized_path: str | os.PathLike[str] | None
     verbose: bool
     started: float
+    profile_prefix: str | None = None
 
 
 def _open_first(opening: _Opening, config: SessionConfig) -> OrtRunner:
@@ -391,7 +400,9 @@ def _open_on(opening: _Opening, config: SessionConfig) -> OrtRunner:
     if problem:
         raise ProviderError(problem)
     try:
-        session = _create(opening.source, config, provider, device, opening.optimized_path, opening.verbose)
+        session = _create(
+            opening.source, config, provider, device, opening.optimized_path, opening.verbose, opening.profile_prefix
+        )
     except _CreateFailed as failure:
         on_cpu = failure if provider == "cpu" else _cpu_failure(opening.source)
         if on_cpu is not None:  # the file itself is the problem, not the provider
@@ -468,6 +479,7 @@ def _create(
     device: Device,
     optimized_path: str | os.PathLike[str] | None,
     verbose: bool,
+    profile_prefix: str | None = None,
 ) -> Any:
     """The InferenceSession, built the way its provider wants it."""
     import onnxruntime as ort
@@ -484,6 +496,9 @@ def _create(
         options.add_session_config_entry(key, value)
     if optimized_path is not None:
         options.optimized_model_filepath = str(optimized_path)
+    if profile_prefix is not None:
+        options.enable_profiling = True
+        options.profile_file_prefix = profile_prefix
     extra = dict(config.provider_options)
     spec = PROVIDERS[provider]
     arguments: dict[str, Any] = {"sess_options": options}
