@@ -20,6 +20,7 @@ session per chunk, one side after the other), so memory stays near that of a pla
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -126,8 +127,8 @@ def _figures(error: OutputError | None) -> dict[str, float] | None:
         return None
     return {
         "max_abs": error.max_abs_error,
-        "max_rel": error.relative,
-        "sqnr_db": error.sqnr_db,
+        "relative_to_range": error.relative,  # max |a - b| / max |a|: what the tolerance is on
+        "sqnr_db": error.sqnr_db if math.isfinite(error.sqnr_db) else None,  # None: identical
         "cosine": error.cosine,
     }
 

@@ -759,11 +759,12 @@ def render_layerwise(lw: Any) -> str:
                 layer.tensor,
                 layer.carried.max_abs_error if layer.carried else "-",
                 *carried,
+                f"{layer.carried.cosine:.6f}" if layer.carried else "-",
                 *local,
                 "<< departs" if layer.departs else layer.note,
             )
         )
-    headers = ["#", "module", "op", "tensor", "max abs", "rel", "SQNR dB", "local rel", "local SQNR dB", ""]
+    headers = ["#", "module", "op", "tensor", "max abs", "rel", "SQNR dB", "cosine", "local rel", "local SQNR dB", ""]
     title = (
         f"layer by layer ({lw.matched_by}s matched; rel = max |error| / max |reference|; local = the layer on the "
         f"reference's inputs, its own error); tolerance {lw.tolerance:g}"

@@ -102,7 +102,10 @@ def test_report_has_every_field(report):
         "variants",
         "results",
         "skipped",
+        "profiles",
+        "attributions",
     }
+    assert data["profiles"] == [] and data["attributions"] == []  # without --profile
     env = data["environment"]
     for key in (
         "cpu_model",
