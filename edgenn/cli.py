@@ -703,12 +703,17 @@ def predict_command(
     "--data", type=click.Path(dir_okay=False), help="Inputs as .npz, one array per input [digits, else random]."
 )
 @input_option("Random inputs of this shape (NAME:DIMS[:DTYPE]); repeat per input.")
-@click.option("--batch", type=click.IntRange(min=1), default=8, show_default=True, help="Samples both sides run on.")
+@click.option("--batch", type=click.IntRange(min=1), default=7, show_default=True, help="Samples both sides run on.")
 @click.option(
     "--provider", default="auto", show_default=True, callback=_one_session, help="For .onnx sides that name none."
 )
-@click.option("--atol", type=click.FloatRange(min=0), default=1e-4, show_default=True, help="Per-output tolerance.")
-@click.option("--rtol", type=click.FloatRange(min=0), default=1e-3, show_default=True, help="Per-output tolerance.")
+@click.option(
+    "--atol",
+    type=click.FloatRange(min=0),
+    help="Per-output tolerance, elementwise with --rtol [1e-4 and 1e-3 for float32 on both sides; else the "
+    "error relative to each output's range, within --tolerance's default].",
+)
+@click.option("--rtol", type=click.FloatRange(min=0), help="Per-output tolerance (see --atol).")
 @click.option("--layerwise", is_flag=True, help="Compare every layer, matched by module path or tensor name.")
 @click.option(
     "--tolerance",
@@ -731,8 +736,8 @@ def compare_command(
     inputs: tuple[Any, ...],
     batch: int,
     provider: str,
-    atol: float,
-    rtol: float,
+    atol: float | None,
+    rtol: float | None,
     layerwise: bool,
     layer_tolerance: float | None,
     chunk: int,
@@ -760,7 +765,7 @@ def compare_command(
         check_output_path(json_out, "--json-out")
     options = CompareOptions(
         batch=batch,
-        tolerance=Tolerance(atol, rtol),
+        tolerance=None if atol is None and rtol is None else Tolerance(1e-4 if atol is None else atol, rtol or 0.0),
         layerwise=layerwise,
         layer_tolerance=layer_tolerance,
         chunk=chunk,
@@ -780,7 +785,14 @@ def compare_command(
     _write_json_out(json_out, report.to_dict())
     click.echo(to_json(report.to_dict()) if as_json else render_compare(report))
     if not report.passed:
-        what = report.layerwise.departure_line() if report.layerwise is not None else "an output is beyond tolerance"
+        outside = [o for o in report.outputs if not o.passed]
+        parts = []
+        if outside:
+            worst = max(outside, key=lambda o: o.error.max_abs_error)
+            parts.append(f"output {worst.name!r} fails {report.criterion} (max abs {worst.error.max_abs_error:.3g})")
+        if report.layerwise is not None:
+            parts.append(report.layerwise.departure_line())
+        what = "; ".join(parts)
         if as_json:  # the report says so ("passed": false); one JSON document on stdout
             sys.exit(EXIT_CHECK_FAILED)
         raise CheckFailed(f"{report.candidate} departs from {report.reference}: {what}")

@@ -247,6 +247,12 @@ class OnnxSide:
         own = [name for name in self.inputs if name not in initializers]
         self.aliases = dict(zip(feed_names, own)) if feed_names else {}
         self.deployed, self.run_config = self.original, config
+        # local runs optimise as the carried figures' graph was (no layout pass on the CPU and CUDA)
+        self.local_config = config
+        if config.provider in ("cpu", "cuda") and _GRAPH_LEVELS.index(config.graph_optimization) > _GRAPH_LEVELS.index(
+            DEPLOYED_LEVEL
+        ):
+            self.local_config = replace(config, graph_optimization=DEPLOYED_LEVEL)
         self.deployed_types = self.original_types
         self.deployed_outputs: set[str] = set()
         self.producer = {o: node for node in self.original.graph.node for o in node.output}
@@ -354,21 +360,53 @@ class OnnxSide:
                     out.append((name, node.op_type))
         return out
 
-    def module_outputs(self) -> list[tuple[str, str, str]]:
-        """(module path, tensor, op) for each module: the output of the last node made in its scope."""
-        last: dict[str, tuple[int, str, str]] = {}
+    def module_outputs(self) -> list[ModuleOutput]:
+        """What each module's forward returns, in graph order: the float tensors made inside its scope and
+        read outside it (or graph outputs). Quantize/Dequantize nodes carry no scope and are looked
+        through."""
+        scope = {id(node): _module_of(node) for node in self.original.graph.node}
+        graph_outputs = {o.name for o in self.original.graph.output}
+        position = {o: i for i, node in enumerate(self.original.graph.node) for o in node.output}
+        made: dict[str, list[tuple[int, str, Any]]] = {}
         for i, node in enumerate(self.original.graph.node):
-            module = next((p.value for p in node.metadata_props if p.key == NODE_MODULE), None)
-            if module is None or node.op_type in QUANTIZE_OPS or not node.output or node.output[0] not in self.variable:
+            module = scope[id(node)]
+            if module is None or node.op_type in QUANTIZE_OPS:
                 continue
-            if self.original_types.get(node.output[0], (1,))[0] not in FLOAT_TYPES:
+            for name in node.output:
+                if name and name in self.variable and self.original_types.get(name, (1,))[0] in FLOAT_TYPES:
+                    parts = module.split(".") if module else []
+                    for depth in range(len(parts) + 1):
+                        made.setdefault(".".join(parts[:depth]), []).append((i, name, node))
+        out = []
+        for module, tensors in made.items():
+            inside = module + "."
+            escaping = []
+            for i, name, node in tensors:
+                readers = self._readers(name)
+                outside = [r for r in readers if not _within(scope[id(r)], module, inside)]
+                if name in graph_outputs or outside:
+                    escaping.append((i, name, node))
+            if not escaping:
                 continue
-            parts = module.split(".") if module else []
-            for depth in range(len(parts) + 1):
-                last[".".join(parts[:depth])] = (i, node.output[0], node.op_type)
+            last = max(i for i, _, _ in escaping)
+            if len(escaping) > 1:
+                out.append(ModuleOutput(module, "", "", last, f"returns {len(escaping)} tensors: not compared"))
+                continue
+            _, name, node = escaping[0]
+            out.append(ModuleOutput(module, name, node.op_type, position[name], folded=_folded_activation(name, node)))
         # graph order; where a module and its last submodule end on one node, the submodule first
-        order = sorted(last.items(), key=lambda kv: (kv[1][0], -kv[0].count("."), -len(kv[0])))
-        return [(module, tensor, op) for module, (_, tensor, op) in order]
+        out.sort(key=lambda m: (m.position, -m.module.count("."), -len(m.module)))
+        return out
+
+    def _readers(self, tensor: str) -> list[Any]:
+        """The nodes that read `tensor`, looking through Quantize/DequantizeLinear pairs."""
+        out = []
+        for node in self.consumers.get(tensor, ()):
+            if node.op_type in QUANTIZE_OPS and node.output:
+                out.extend(self._readers(node.output[0]))
+            else:
+                out.append(node)
+        return out
 
     def feeding(self, tensor: str, cuts: set[str]) -> set[str]:
         """The tensors in `cuts` (and graph inputs) that `tensor`'s computation starts from."""
@@ -401,20 +439,21 @@ class OnnxSide:
     def capture_local(
         self, feeds: Mapping[str, np.ndarray], taps: Sequence[Tap], given: Mapping[Tap, np.ndarray]
     ) -> dict[str, np.ndarray]:
-        """Each tap's value with the tensors in `given` replaced by the reference's values, run with the
-        side's own configuration (fused kernels included).
+        """Each tap's value with the tensors in `given` replaced by the reference's values: the graph is
+        cut there and run as the carried figures' graph is (the same optimisation level, so the same
+        fused kernels, int8 ones included).
 
-        The graph is cut at those tensors. Where the candidate reads one in int8, its readers get the
-        reference's float value in place of the dequantized one: the reference's value may not fit that
-        tensor's scale, and its quantization error belongs to the layer that produced it, which its
-        own figures already show.
+        A tensor the candidate holds in int8 is cut at its int8 value: the reference's value quantized
+        with that tensor's own scale, which is what the int8 kernels after it read. Where that scale
+        cannot hold the reference's values, the layers that read it show it too; the first of them is
+        the one whose output quantization made it.
         """
         from onnx import helper
 
         model = copy.deepcopy(self.original)
         graph = model.graph
         replaced: dict[str, str] = {}
-        extra_feeds = {}
+        new_nodes, extra_feeds = [], {}
         for tap, value in given.items():
             ref = f"{tap.tensor}__edgenn_reference"
             elem = self.original_types.get(tap.tensor, (1,))[0]
@@ -422,14 +461,23 @@ class OnnxSide:
             graph.input.append(helper.make_tensor_value_info(ref, elem, list(value.shape)))
             extra_feeds[ref] = np.ascontiguousarray(value.astype(_numpy_type(elem)))
             replaced[tap.tensor] = ref
-            for reader in self.consumers.get(tap.read, ()) if tap.read != tap.tensor else ():
-                if reader.op_type == "DequantizeLinear":
-                    replaced[reader.output[0]] = ref
+            if tap.read != tap.tensor:  # int8 in the candidate: its readers read Q(reference)
+                quantizer = self._quantizer(tap.tensor)
+                node = copy.deepcopy(quantizer)
+                node.name = f"{quantizer.name}__edgenn_reference"
+                node.input[0] = ref
+                node.output[0] = f"{tap.read}__edgenn_reference"
+                new_nodes.append(node)
+                replaced[tap.read] = node.output[0]
         own_quantizers = {t.read for t in taps if t.read != t.tensor}
         for node in graph.node:
             for i, name in enumerate(node.input):
                 if name in replaced and not (node.op_type == "QuantizeLinear" and node.output[0] in own_quantizers):
                     node.input[i] = replaced[name]
+        # first: they read only the new inputs and weights, and the graph must stay in topological order
+        nodes = [*new_nodes, *graph.node]
+        del graph.node[:]
+        graph.node.extend(nodes)
         reads = list(dict.fromkeys(t.read for t in taps))
         _set_outputs(model, reads, self.original_types)
         _prune(model, reads)
@@ -440,7 +488,7 @@ class OnnxSide:
         model.graph.input.extend(keep_inputs)
         all_feeds = {**{self.aliases.get(k, k): v for k, v in feeds.items()}, **extra_feeds}
         run_feeds = {i.name: all_feeds[i.name] for i in keep_inputs if i.name in all_feeds}
-        raw = self._run(model, self.config, run_feeds, reads)
+        raw = self._run(model, self.local_config, run_feeds, reads)
         return {t.tensor: t.value(raw[t.read]) for t in taps}
 
     def _run(self, model: Any, config: SessionConfig, feeds: Mapping[str, np.ndarray], reads: Sequence[str]) -> dict:
@@ -465,6 +513,37 @@ class OnnxSide:
         finally:
             path.unlink(missing_ok=True)
         return {name: values[name] for name in reads}
+
+
+@dataclass(frozen=True)
+class ModuleOutput:
+    """A module's output in an ONNX graph: the tensor its forward returns, or why none is compared."""
+
+    module: str
+    tensor: str
+    op: str
+    position: int
+    note: str = ""  # why it is not compared
+    folded: str | None = None  # an activation a quantizer folded into the module's node ("Relu")
+
+
+def _module_of(node: Any) -> str | None:
+    return next((p.value for p in node.metadata_props if p.key == NODE_MODULE), None)
+
+
+def _within(scope: str | None, module: str, inside: str) -> bool:
+    if scope is None:
+        return False
+    return module == "" or scope == module or scope.startswith(inside)
+
+
+def _folded_activation(tensor: str, node: Any) -> str | None:
+    """ "Relu" where onnxruntime's quantizer removed the Relu after `node` and gave `node` its output: the
+    tensor is then named after the Relu (relu_1, /Relu_output_0) while the node is a Conv or Gemm.
+    Quantization clamps at zero there, so the Relu had nothing left to do."""
+    if node.op_type in ("Relu", "Clip") or "relu" not in tensor.lower():
+        return None
+    return "Relu" if node.op_type in ("Conv", "Gemm", "MatMul", "Add", "ConvTranspose") else None
 
 
 def _value_types(model: Any) -> dict[str, tuple[int, Any]]:
@@ -533,6 +612,7 @@ class _Layer:
     tensor: str  # what reports call it
     reference: Any  # module path (eager) or Tap (onnx)
     candidate: Any
+    activation: str | None = None  # applied to the eager side's value (a Relu the quantizer folded in)
 
 
 def compare_layers(
@@ -565,8 +645,8 @@ def compare_layers(
                 feeding[layer.tensor] = candidate.feeding(layer.candidate.tensor, set(cuts) - {layer.candidate.tensor})
         boundary = {cuts[name] for names in feeding.values() for name in names if name in cuts}
         wanted = list(dict.fromkeys([*group, *sorted(boundary, key=lambda la: la.index)]))
-        ref_values = _read(reference, feeds, [la.reference for la in wanted])
-        cand_values = _read(candidate, feeds, [la.candidate for la in group])
+        ref_values = _read(reference, feeds, wanted, "reference")
+        cand_values = _read(candidate, feeds, group, "candidate")
         local_values: dict[str, np.ndarray] = {}
         if local:
             given = {la.candidate: ref_values[_key(la.reference)] for la in boundary}
@@ -591,10 +671,15 @@ def _key(ref: Any) -> str:
     return ref.tensor if isinstance(ref, Tap) else ref
 
 
-def _read(side: EagerSide | OnnxSide, feeds: Mapping[str, np.ndarray], refs: Sequence[Any]) -> dict[str, np.ndarray]:
+def _read(side: EagerSide | OnnxSide, feeds: Mapping[str, np.ndarray], layers: Sequence[_Layer], which: str) -> dict:
+    """The values of `layers` on one side (`which`: "reference" or "candidate"), keyed as _key does."""
+    values = side.capture(feeds, [getattr(layer, which) for layer in layers])
     if isinstance(side, EagerSide):
-        return side.capture(feeds, list(refs))
-    return side.capture(feeds, list(refs))
+        for layer in layers:
+            key = _key(getattr(layer, which))
+            if layer.activation == "Relu" and key in values:
+                values[key] = np.maximum(values[key], 0)
+    return values
 
 
 def _result(
@@ -609,7 +694,7 @@ def _result(
     if ref is None or got is None:
         return LayerResult(layer.index, layer.module, layer.op, layer.tensor, (), None, None, False, "no value read")
     if ref.shape != got.shape:
-        note = f"shapes differ: {list(ref.shape)} and {list(got.shape)} (a module that returns several tensors?)"
+        note = f"shapes differ: {list(ref.shape)} and {list(got.shape)} (another layout there: a rewritten graph?)"
         return LayerResult(layer.index, layer.module, layer.op, layer.tensor, tuple(ref.shape), None, None, False, note)
     carried = output_error([ref], [got])
     own = local_values.get(_key(layer.candidate))
@@ -654,14 +739,20 @@ def _match(
     if isinstance(onnx_side, OnnxSide):
         if not onnx_side.has_map:
             raise EdgennError(
-                f"{onnx_side.label} has no module map (exported by another tool, or before edgenn kept one), so its "
+                f"{onnx_side.label} has no module map (exported by another tool or before edgenn kept one, or "
+                "quantized by a tool that dropped it), so its "
                 "layers cannot be matched to PyTorch modules: export it again with edgenn export, or compare it "
                 "with another .onnx file (matched by tensor name)"
             )
         counts = eager_side.call_counts(feeds)
-        outputs = [(m, t, op) for m, t, op in onnx_side.module_outputs() if m in eager_side.paths]
-        onnx_side.prepare([t for m, t, _ in outputs if counts.get(m, 0) == 1])
-        for module, tensor, op in outputs:
+        outputs = [m for m in onnx_side.module_outputs() if m.module in eager_side.paths]
+        for m in outputs:
+            if m.note and counts.get(m.module) == 1:
+                notes.append(f"module {m.module or '(top level)'!r} {m.note}")
+        outputs = [m for m in outputs if not m.note]
+        onnx_side.prepare([m.tensor for m in outputs if counts.get(m.module, 0) == 1])
+        for m in outputs:
+            module, tensor, op = m.module, m.tensor, m.op
             if counts.get(module, 0) != 1:
                 if counts.get(module, 0) > 1:
                     notes.append(f"module {module!r} runs {counts[module]} times per forward pass: not compared")
@@ -670,14 +761,20 @@ def _match(
             if tap is None:
                 hidden.append(f"{module or '(top level)'} ({op}): its output is computed inside a fused kernel")
                 continue
+            if m.folded:
+                op = f"{op}+{m.folded}"
+                notes.append(
+                    f"{onnx_side.label}: the quantizer folded the {m.folded} after {module!r} into its node; the eager "
+                    f"side's output of {module!r} is compared after a {m.folded}"
+                )
             pair = (module, tap) if reference is eager_side else (tap, module)
-            layers.append(_Layer(len(layers), module, op, tensor, *pair))
+            layers.append(_Layer(len(layers), module, op, tensor, *pair, activation=m.folded))
         absent = sorted(
             p for p in eager_side.paths if p and counts.get(p) == 1 and p not in {la.module for la in layers}
         )
         if absent:
             shown = ", ".join(absent[:6]) + (", ..." if len(absent) > 6 else "")
-            hidden.append(f"no node of its own in the graph (fused into the next): {shown}")
+            hidden.append(f"no node of its own in the graph (folded into another, or an identity): {shown}")
         return layers, hidden, notes, "module path"
 
     assert isinstance(reference, EagerSide) and isinstance(candidate, EagerSide)

@@ -462,7 +462,9 @@ def _pairs(
 
 
 def _why(base: NodeTime, cand: NodeTime) -> str:
-    ratio = cand.ms / base.ms if base.ms > 0 else float("inf")
+    if base.ms <= 0 or cand.ms <= 0:  # below the timer's resolution: no ratio to speak of
+        return ""
+    ratio = cand.ms / base.ms
     if cand.family == "MaxPool" and cand.int8 and not base.int8 and ratio > 1.5 and cand.share >= 0.05:
         return (
             f"MaxPool in {cand.input_types[0]} takes {ratio:.1f}x its float time: the 8-bit MaxPool kernel is "

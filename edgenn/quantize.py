@@ -938,12 +938,27 @@ def _names_used(graph: Any) -> set[str]:
     return used
 
 
+def carry_module_map(source: Any, model: Any) -> None:
+    """Give each node of the quantized `model` the module path (meta.NODE_MODULE) of the fp32 node it came
+    from, which onnxruntime's quantizers do not always keep (the dynamic one drops every tag): by node
+    name, else by the longest fp32 node name it starts with (node_linear -> node_linear_MatMul_quant)."""
+    modules = {n.name: p.value for n in source.graph.node for p in n.metadata_props if p.key == NODE_MODULE and n.name}
+    names = sorted(modules, key=len, reverse=True)
+    for node in model.graph.node:
+        if any(p.key == NODE_MODULE for p in node.metadata_props) or not node.name:
+            continue
+        origin = node.name if node.name in modules else next((n for n in names if node.name.startswith(n + "_")), None)
+        if origin is not None and node.op_type not in ("QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear"):
+            node.metadata_props.add(key=NODE_MODULE, value=modules[origin])
+
+
 def finalised(built: _Built, source: _Source, evaluation: Evaluation | None, calib: str | None) -> bytes:
     """The quantized model with the fp32 model's edgenn metadata and the recipe, serialised (tune, which
     records its figures in deploy.json, passes no evaluation)."""
     import onnx
 
     model = onnx.load(str(built.path))  # its zero points were dropped where harmless when it was built
+    carry_module_map(source.model, model)
     carried = {p.key: p.value for p in source.model.metadata_props if p.key.startswith(META_PREFIX)}
     carried.pop(META_VALIDATION, None)  # the export's parity check was for the fp32 model, not this one
     carried.pop(META_ACCURACY, None)

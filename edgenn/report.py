@@ -708,13 +708,13 @@ def render_outputs(outputs: Mapping[str, Any], title: str = "", shown: int = 6) 
 
 def render_compare(report: Any) -> str:
     """edgenn.compare.CompareReport: per output, then (with --layerwise) per layer and the first departure."""
-    tol = report.tolerance
     rows = [
         (
             o.name,
             "x".join(map(str, o.shape)),
             o.error.max_abs_error,
             o.max_elementwise_rel,
+            o.error.relative,
             o.error.sqnr_db if o.error.sqnr_db != float("inf") else "inf",
             f"{o.error.cosine:.6f}",
             percent(o.argmax_agreement),
@@ -723,17 +723,8 @@ def render_compare(report: Any) -> str:
         for o in report.outputs
     ]
     title = f"{report.candidate} against {report.reference} on {report.inputs} (batch {report.batch})"
-    headers = [
-        "output",
-        "shape",
-        "max abs",
-        "max rel",
-        "SQNR dB",
-        "cosine",
-        "argmax agree",
-        f"within {tol.atol:g}+{tol.rtol:g}|x|",
-    ]
-    parts = [table(headers, rows, title=title)]
+    headers = ["output", "shape", "max abs", "max rel", "rel to range", "SQNR dB", "cosine", "argmax agree", "within"]
+    parts = [table(headers, rows, title=title) + f"\nwithin: {report.criterion}"]
     lw = report.layerwise
     if lw is not None:
         parts.append(render_layerwise(lw))

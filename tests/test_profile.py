@@ -126,3 +126,14 @@ def test_openvino_profile_says_what_it_can_see(lenet_pair):
         assert any("per-layer counters need the openvino package" in n for n in profile.notes)
     else:
         assert profile.source == "OpenVINO per-layer counters" and len(profile.nodes) > 3
+
+
+def test_attribution_of_nodes_below_the_timer_resolution():
+    from edgenn.profile import NodeTime, Profile
+
+    def one(op: str, ms: float, types: tuple) -> Profile:
+        node = NodeTime("node_linear", op, "compute", ms, 1.0, types, (1, 64))
+        return Profile("m", "cpu", 1, 1, 30, "onnxruntime profiler", (node,), op == "QGemm")
+
+    rows = attribute(one("Gemm", 0.004, ("float",)), one("QGemm", 0.0, ("uint8",))).rows
+    assert len(rows) == 1 and rows[0].explanation == "" and rows[0].delta_ms == -0.004
