@@ -57,6 +57,11 @@ def table(models_dir: Path) -> str:
     order = {name: i for i, name in enumerate(zoo.names())}
     cards.sort(key=lambda c: order.get(c.model, len(order)))
     cpu = cards[0].latency.cpu if cards else "?"
+    # the CPU flags that decide int8 and bf16 speed (AVX2 only, or AVX-512 with VNNI) from the tuned folder
+    deploy = models_dir / cards[0].model / "deploy" / "deploy.json" if cards else None
+    if deploy is not None and deploy.is_file():
+        flags = json.loads(deploy.read_text()).get("machine", {}).get("cpu_flags", [])
+        cpu = f"{cpu} ({' '.join(flags) or 'no AVX2'})"
     head = [
         f"Test split of digits (360 images); latency: median ms per call on {cpu}, 1 thread, onnxruntime CPU",
         "provider, with the speed-up over eager PyTorch measured in the same run. Tuned: what `edgenn tune` chose",
