@@ -779,9 +779,9 @@ def compare_command(
     on_step = None if as_json else (lambda text: click.echo(f"  {text}...", err=True))
     report = compare(reference, candidate, options, on_step=on_step)
     if plot_path and report.layerwise is not None:
-        from edgenn.layerwise import write_plot
+        from edgenn.compare import write_layer_plot
 
-        write_plot(report.layerwise, plot_path)
+        write_layer_plot(report.layerwise, plot_path)
     _write_json_out(json_out, report.to_dict())
     click.echo(to_json(report.to_dict()) if as_json else render_compare(report))
     if not report.passed:

@@ -371,6 +371,46 @@ def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def write_layer_plot(report: Any, path: str | Path) -> None:
+    """Error by layer (relative to each layer's range, log scale): carried and local, and the tolerance."""
+    from edgenn.bench import require_matplotlib
+    from edgenn.fileio import atomic_path
+
+    require_matplotlib()
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    floor = 1e-9  # a zero error still shows, at the bottom of the log scale
+    xs = [layer.index for layer in report.layers if layer.carried is not None]
+    carried = [max(layer.carried.relative, floor) for layer in report.layers if layer.carried is not None]
+    local = [
+        max(layer.local.relative, floor) if layer.local else float("nan") for layer in report.layers if layer.carried
+    ]
+    names = [(layer.module or layer.tensor) or "(top)" for layer in report.layers if layer.carried is not None]
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.35 * len(xs)), 4.5))
+    ax.plot(xs, carried, marker="o", label="carried (same inputs)")
+    if report.local_known:
+        ax.plot(xs, local, marker="s", label="local (reference's inputs)")
+    ax.axhline(report.tolerance, color="red", linestyle="--", linewidth=1, label=f"tolerance {report.tolerance:g}")
+    first = report.first_departure
+    if first is not None:
+        ax.axvline(
+            first.index, color="red", alpha=0.3, linewidth=6, label=f"first departs: {names[xs.index(first.index)]}"
+        )
+    ax.set_yscale("log")
+    ax.set_xticks(xs, names, rotation=70, fontsize="x-small", ha="right")
+    ax.set_ylabel("max |error| / max |reference|")
+    ax.set_title(f"{report.candidate} against {report.reference}", fontsize="small")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+
+
 _callable_stage(__name__)  # `edgenn.compare(...)` works even after `import edgenn.compare`
 
 __all__ = ["CompareOptions", "CompareReport", "OutputComparison", "compare", "open_side"]

@@ -165,7 +165,6 @@ class EagerSide:
         self.input_names = list(input_names)
         self.label = label
         self.paths = {name for name, _ in self.module.named_modules()}
-        self.has_map = True
 
     def call_counts(self, feeds: Mapping[str, np.ndarray]) -> dict[str, int]:
         """How often each module runs in one forward pass, in the order they first finish."""
@@ -783,43 +782,3 @@ def _match(
         if count == 1 and cand_counts.get(module) == 1:
             layers.append(_Layer(len(layers), module, "module", module or "(top level)", module, module))
     return layers, hidden, notes, "module path"
-
-
-def write_plot(report: LayerwiseReport, path: str | Any) -> None:
-    """Error by layer (relative to each layer's range, log scale): carried and local, and the tolerance."""
-    from edgenn.bench import require_matplotlib
-    from edgenn.fileio import atomic_path
-
-    require_matplotlib()
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    floor = 1e-9  # a zero error still shows, at the bottom of the log scale
-    xs = [layer.index for layer in report.layers if layer.carried is not None]
-    carried = [max(layer.carried.relative, floor) for layer in report.layers if layer.carried is not None]
-    local = [
-        max(layer.local.relative, floor) if layer.local else float("nan") for layer in report.layers if layer.carried
-    ]
-    names = [(layer.module or layer.tensor) or "(top)" for layer in report.layers if layer.carried is not None]
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.35 * len(xs)), 4.5))
-    ax.plot(xs, carried, marker="o", label="carried (same inputs)")
-    if report.local_known:
-        ax.plot(xs, local, marker="s", label="local (reference's inputs)")
-    ax.axhline(report.tolerance, color="red", linestyle="--", linewidth=1, label=f"tolerance {report.tolerance:g}")
-    first = report.first_departure
-    if first is not None:
-        ax.axvline(
-            first.index, color="red", alpha=0.3, linewidth=6, label=f"first departs: {names[xs.index(first.index)]}"
-        )
-    ax.set_yscale("log")
-    ax.set_xticks(xs, names, rotation=70, fontsize="x-small", ha="right")
-    ax.set_ylabel("max |error| / max |reference|")
-    ax.set_title(f"{report.candidate} against {report.reference}", fontsize="small")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize="small")
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)

@@ -59,3 +59,15 @@ def exported(trained, tmp_path_factory):
         return cache[name]
 
     return path
+
+
+@pytest.fixture(scope="session")
+def dynamic_lstm(tmp_path_factory) -> Path:
+    """The committed LSTM quantized with dynamic int8: its DynamicQuantizeLSTM is an onnxruntime contrib op
+    that OpenVINO cannot run. (What `edgenn build` ships for the LSTM depends on the machine it ran on.)"""
+    from edgenn.quantize import QuantizeOptions, quantize
+
+    models = Path(__file__).resolve().parent.parent / "models"
+    target = tmp_path_factory.mktemp("lstm-dynamic") / "lstm.dynamic.onnx"
+    quantize(models / "lstm" / "model.onnx", target, QuantizeOptions(mode="dynamic", providers=("cpu",)))
+    return target

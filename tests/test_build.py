@@ -125,6 +125,10 @@ def test_stage_keys_follow_the_machine_and_every_imported_module(mlp_build, monk
     # an edit to a module that tune reaches only through its imports (edgenn.stats) redoes tune and bench
     closure = build_module.import_closure("edgenn.tune")
     assert {"tune.py", "recipes.py", "stats.py", "timing.py", "runtime/deploy.py", "quantize.py"} <= set(closure)
+    # export and quantize reach the layer-by-layer walk, not the benchmark (its statistics, its plots)
+    for stage in ("export", "quantize"):
+        reached = set(build_module.import_closure(f"edgenn.{stage}"))
+        assert "layerwise.py" in reached and not {"bench.py", "stats.py"} & reached
     real = build_module._read_source
     monkeypatch.setattr(
         build_module, "_read_source", lambda path: real(path) + (b"# edit" if path.name == "stats.py" else b"")

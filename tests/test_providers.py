@@ -202,8 +202,8 @@ def test_bench_takes_a_precision_written_in_the_provider_and_measures_each_confi
 
 
 @needs_openvino
-def test_bench_fallback_lets_the_cpu_provider_take_refused_nodes():
-    path = MODELS / "lstm" / "model.quant.onnx"
+def test_bench_fallback_lets_the_cpu_provider_take_refused_nodes(dynamic_lstm):
+    path = dynamic_lstm
     strict = bench(
         [path], options=BenchOptions(providers=("cpu", "openvino"), batches=(2,), inputs=_sequence(), **QUICK)
     )

@@ -304,9 +304,9 @@ def test_openvino_refuses_a_precision_its_device_lacks():
 
 
 @needs_openvino
-def test_a_model_openvino_refuses_names_the_node_or_falls_back(test_inputs):
+def test_a_model_openvino_refuses_names_the_node_or_falls_back(test_inputs, dynamic_lstm):
     """The dynamic-int8 LSTM has a DynamicQuantizeLSTM node (an onnxruntime contrib op) OpenVINO cannot run."""
-    path = MODELS / "lstm" / "model.quant.onnx"
+    path = dynamic_lstm
     with pytest.raises(ProviderError) as caught:
         Model(path, providers="openvino")
     message = str(caught.value)
@@ -438,8 +438,8 @@ def test_a_provider_that_cannot_compile_the_model(monkeypatch):
 
 
 @needs_openvino
-def test_auto_passes_over_a_provider_that_cannot_run_the_whole_model():
-    model = Model(MODELS / "lstm" / "model.quant.onnx")  # providers="auto"
+def test_auto_passes_over_a_provider_that_cannot_run_the_whole_model(dynamic_lstm):
+    model = Model(dynamic_lstm)  # providers="auto"
     info = model.session_info
     assert info.provider == "cpu" and info.requested == "auto"
     assert info.note.startswith("auto passed over openvino cannot run node ") and "DynamicQuantizeLSTM" in info.note
