@@ -145,6 +145,9 @@ def positional_layout(module: nn.Module, count: int) -> CallLayout:
     return CallLayout(tuple(Slot(n, "tensor") for n in names))
 
 
+FLAT_CALL_ATTRIBUTE = "model"  # where FlatCall keeps the user's module (a prefix export strips from module paths)
+
+
 class FlatCall(nn.Module):
     """`module` behind a forward that takes the flat tensors positionally, in `layout.names` order.
 
@@ -154,7 +157,7 @@ class FlatCall(nn.Module):
 
     def __init__(self, module: nn.Module, layout: CallLayout) -> None:
         super().__init__()
-        self.model = module
+        self.model = module  # FLAT_CALL_ATTRIBUTE
         self.layout = layout
 
     def _call(self, tensors: tuple[Any, ...]) -> Any:

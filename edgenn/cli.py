@@ -757,6 +757,8 @@ def compare_command(
 
         if not layerwise:
             raise click.UsageError("--plot draws the layer-by-layer errors: add --layerwise")
+        if not plot_path.lower().endswith(".png"):
+            raise click.UsageError(f"--plot writes a PNG: name it FILE.png, not {plot_path!r}")
         check_output_path(plot_path, "--plot")
         require_matplotlib()
     if json_out:
@@ -1138,7 +1140,7 @@ def tune_command(
         bar.close()
     click.echo(to_json(result.to_dict()) if as_json else render_tune(result))
     if not result.budget_met:
-        raise click.ClickException(
+        raise CheckFailed(
             f"no candidate held the accuracy budget beside the fp32 file; {result.folder} deploys fp32 "
             "(raise --max-accuracy-drop to allow more)"
         )

@@ -122,6 +122,7 @@ class Side:
     dim_sizes: Mapping[str, int] = field(default_factory=dict)
     quantized: bool = False
     half: bool = False  # float16 weights in the file (quantize --mode fp16)
+    zoo_source: str | None = None  # the zoo model it is (eager) or was exported from (edgenn metadata)
 
     @property
     def precision(self) -> str:
@@ -156,7 +157,11 @@ def _onnx_side(text: str, options: CompareOptions) -> Side:
     from edgenn.calibration import read_preprocessing, stored_dim_sizes
     from edgenn.runtime.session import SessionConfig, open_session
 
-    path_text, _, provider = text.partition("@")
+    path_text, at, provider = text.partition("@")
+    if at and not provider.strip():
+        raise InputError(
+            f"{text!r} names no provider after @: write {path_text}@cpu, @openvino:bf16, ... or drop the @"
+        )
     path = Path(path_text)
     if not path.is_file():
         raise InputError(f"{path_text!r} not found: give an .onnx file (or a zoo name or file.py:factory for eager)")
@@ -180,6 +185,7 @@ def _onnx_side(text: str, options: CompareOptions) -> Side:
         dim_sizes=stored_dim_sizes(proto),
         quantized=quantized,
         half=half,
+        zoo_source=_zoo_name(runner.metadata.get("edgenn.source")),
     )
 
 
@@ -205,11 +211,24 @@ def _eager_side(text: str, options: CompareOptions, input_specs: tuple[TensorSpe
         module=loaded.module,
         preprocessing=loaded.preprocessing,
         dim_sizes=loaded._user_dim_sizes(),
+        zoo_source=loaded.zoo_name,
     )
 
 
+def _zoo_name(source: str | None) -> str | None:
+    """A zoo model's name, where `source` is one (a file.py:factory or module:attr source is not)."""
+    from edgenn import zoo
+
+    return source if source in zoo.names() else None
+
+
 def check_pair(a: Side, b: Side) -> None:
-    """Both sides must take the same inputs and give as many outputs."""
+    """Both sides must be forms of one model: the same zoo model where both say which, the same inputs,
+    as many outputs."""
+    if a.zoo_source and b.zoo_source and a.zoo_source != b.zoo_source:
+        raise InputError(
+            f"{a.label} is the zoo's {a.zoo_source} and {b.label} its {b.zoo_source}: compare two forms of one model"
+        )
     names_a, names_b = [s.name for s in a.inputs], [s.name for s in b.inputs]
     if len(names_a) != len(names_b) or (names_a != names_b and len(names_a) > 1):
         raise InputError(
@@ -244,9 +263,13 @@ def comparison_inputs(a: Side, b: Side, options: CompareOptions) -> tuple[dict[s
         for spec in options.input_specs:
             sizes.update({str(d): s for d, s in zip(spec.shape, spec.concrete_shape(1)) if isinstance(d, str)})
         samples = random_samples(specs, sizes, seed=options.seed, count=options.batch)
+    source = samples.source
     if len(samples) > options.batch:
         samples = take(samples, options.batch, "--data", seed=options.seed)
-    return {k: np.ascontiguousarray(v) for k, v in samples.feeds.items()}, samples.source
+        source = samples.source
+    elif len(samples) < options.batch:
+        source = f"{source}: all {len(samples)}, fewer than --batch {options.batch}"
+    return {k: np.ascontiguousarray(v) for k, v in samples.feeds.items()}, source
 
 
 def compare(a: str, b: str, options: CompareOptions = CompareOptions(), on_step: Callable[[str], None] | None = None):

@@ -25,6 +25,7 @@ from torch import nn
 
 from edgenn import _callable_stage
 from edgenn import specs as meta
+from edgenn.calling import FLAT_CALL_ATTRIBUTE, FlatCall
 from edgenn.calling import output_names as structured_output_names
 from edgenn.errors import EdgennError, ExportError, InputError, ProviderError, ValidationError, first_line
 from edgenn.fileio import atomic_path, check_file_target, refuse_same_file
@@ -236,7 +237,8 @@ def export(
 
     started = time.perf_counter()
     proto, exporter, note = _export_proto(module, examples, specs, output_names, options, step)
-    _strip_node_metadata(proto.graph)
+    # the wrapper that takes dict/list/keyword inputs flat is not the user's: its path prefix goes
+    _strip_node_metadata(proto.graph, wrapper=FLAT_CALL_ATTRIBUTE if isinstance(module, FlatCall) else None)
     export_seconds = time.perf_counter() - started
     opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
     if options.opset is not None and opset != options.opset:
@@ -571,7 +573,7 @@ def _submodule_using(module: nn.Module, examples: tuple[torch.Tensor, ...], op: 
     return None
 
 
-def _strip_node_metadata(graph: Any) -> None:
+def _strip_node_metadata(graph: Any, wrapper: str | None = None) -> None:
     """Drop the exporter's per-node stack traces and annotations (they leak build paths and are
     most of a small model's bytes), in this graph and every subgraph, keeping of each node only the
     path of the module that made it (meta.NODE_MODULE, what compare --layerwise matches by)."""
@@ -580,15 +582,17 @@ def _strip_node_metadata(graph: Any) -> None:
         del value.metadata_props[:]
     for node in graph.node:
         module = module_path_of(node)
+        if wrapper is not None and module is not None:
+            module = "" if module == wrapper else module.removeprefix(wrapper + ".")
         del node.metadata_props[:]
         if module is not None:
             node.metadata_props.add(key=meta.NODE_MODULE, value=module)
         node.doc_string = ""
         for attr in node.attribute:
             if attr.HasField("g"):
-                _strip_node_metadata(attr.g)
+                _strip_node_metadata(attr.g, wrapper)
             for sub in attr.graphs:
-                _strip_node_metadata(sub)
+                _strip_node_metadata(sub, wrapper)
 
 
 def module_path_of(node: Any) -> str | None:

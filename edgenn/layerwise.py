@@ -161,17 +161,22 @@ class EagerSide:
     kind = "eager"
 
     def __init__(self, module: Any, input_names: Sequence[str], label: str) -> None:
-        self.module = module.eval()
+        from edgenn.calling import FLAT_CALL_ATTRIBUTE, FlatCall
+
+        self.module = module.eval()  # what is called, with the flat inputs
+        # what is hooked: the user's module, not the wrapper that takes dict/list inputs flat (export
+        # strips the wrapper's path prefix from the module map too)
+        self.root = getattr(module, FLAT_CALL_ATTRIBUTE) if isinstance(module, FlatCall) else self.module
         self.input_names = list(input_names)
         self.label = label
-        self.paths = {name for name, _ in self.module.named_modules()}
+        self.paths = {name for name, _ in self.root.named_modules()}
 
     def call_counts(self, feeds: Mapping[str, np.ndarray]) -> dict[str, int]:
         """How often each module runs in one forward pass, in the order they first finish."""
         counts: dict[str, int] = {}
         handles = [
             sub.register_forward_hook(lambda *_a, _n=name: counts.__setitem__(_n, counts.get(_n, 0) + 1))
-            for name, sub in self.module.named_modules()
+            for name, sub in self.root.named_modules()
         ]
         try:
             self._forward(feeds)
@@ -194,7 +199,7 @@ class EagerSide:
 
             return hook
 
-        handles = [sub.register_forward_hook(keep(n)) for n, sub in self.module.named_modules() if n in wanted]
+        handles = [sub.register_forward_hook(keep(n)) for n, sub in self.root.named_modules() if n in wanted]
         try:
             self._forward(feeds)
         finally:
@@ -744,7 +749,14 @@ def _match(
                 "with another .onnx file (matched by tensor name)"
             )
         counts = eager_side.call_counts(feeds)
-        outputs = [m for m in onnx_side.module_outputs() if m.module in eager_side.paths]
+        mapped = onnx_side.module_outputs()
+        outputs = [m for m in mapped if m.module in eager_side.paths]
+        if mapped and not any(m.module for m in outputs):
+            shown = ", ".join(sorted({m.module for m in mapped if m.module})[:4])
+            raise EdgennError(
+                f"no module of {eager_side.label} is in {onnx_side.label}'s module map ({shown}, ...): they are "
+                "different models; compare two forms of one model"
+            )
         for m in outputs:
             if m.note and counts.get(m.module) == 1:
                 notes.append(f"module {m.module or '(top level)'!r} {m.note}")

@@ -54,6 +54,7 @@ FAMILIES = {
     "LSTM": ("LSTM", "DynamicQuantizeLSTM"),
     "GRU": ("GRU",),
     "ReduceMean": ("ReduceMean", "QLinearReduceMean"),
+    "reorder": ("ReorderInput", "ReorderOutput", "Transpose"),
 }
 _FAMILY_OF = {op: family for family, ops in FAMILIES.items() for op in ops}
 _INT8 = {"uint8", "int8"}
@@ -149,8 +150,8 @@ class Profile:
             if node.family == "MaxPool" and node.int8 and node.share >= 0.05:
                 out.append(
                     f"{node.name}: MaxPool in {node.input_types[0]} takes {percent(node.share)} of the run; "
-                    "an 8-bit MaxPool can be far slower than the float one (profile the fp32 model beside it "
-                    "to see the ratio)"
+                    "an 8-bit MaxPool can be far slower than the float one (bench the fp32 file beside it with "
+                    "--profile: the attribution gives the ratio)"
                 )
             channels = _channels(node)
             if node.family == "Conv" and node.int8 and channels is not None and channels < FEW_CHANNELS:
@@ -413,13 +414,14 @@ def _openvino_counters(
 # ---------------------------------------------------------------------------------- attribution
 def attribute(baseline: Profile, candidate: Profile) -> Attribution:
     """Where the time between two forms of one model goes: nodes of one op family paired in order
-    (the k-th Conv of one with the k-th of the other), and what only one side has (quantize,
-    reorders) as rows of their own."""
+    (the k-th Conv of one with the k-th of the other, the k-th layout reorder with the k-th), and what
+    only one side has (quantize/dequantize, extra nodes of a family) as rows of their own."""
     rows: list[Difference] = []
     pairs, extra_base, extra_cand = _pairs(baseline.nodes, candidate.nodes)
     for base, cand in pairs:
         rows.append(
-            Difference(f"{cand.name} ({cand.op}) / {base.name} ({base.op})", base.ms, cand.ms, _why(base, cand))
+            # baseline / candidate, in the order of the columns
+            Difference(f"{base.name} ({base.op}) / {cand.name} ({cand.op})", base.ms, cand.ms, _why(base, cand))
         )
     for side, nodes in (("baseline", extra_base), ("candidate", extra_cand)):
         grouped: dict[str, list[NodeTime]] = {}
@@ -444,7 +446,7 @@ def _pairs(
     def families(nodes: Sequence[NodeTime]) -> dict[str, list[NodeTime]]:
         out: dict[str, list[NodeTime]] = {}
         for node in nodes:
-            if node.op in QUANTIZE_OPS or node.op in REORDER_OPS:
+            if node.op in QUANTIZE_OPS:  # conversions have no counterpart: rows of their own
                 continue
             out.setdefault(node.family, []).append(node)
         return out
@@ -456,8 +458,8 @@ def _pairs(
         pairs += list(zip(a, b))
         rest_b += a[len(b) :]
         rest_c += b[len(a) :]
-    rest_b += [n for n in base if n.op in QUANTIZE_OPS or n.op in REORDER_OPS]
-    rest_c += [n for n in cand if n.op in QUANTIZE_OPS or n.op in REORDER_OPS]
+    rest_b += [n for n in base if n.op in QUANTIZE_OPS]
+    rest_c += [n for n in cand if n.op in QUANTIZE_OPS]
     return pairs, rest_b, rest_c
 
 

@@ -584,16 +584,14 @@ def render_profile(profile: Any, shown: int = 8) -> str:
         f"profile: {profile.model} on {profile.provider}, batch {profile.batch} ({profile.source}, median of "
         f"{profile.runs} runs): {profile.total_ms:.3f} ms in nodes"
     )
-    by_op = table(
-        ["op", "nodes", "ms", "share"],
-        [(op, n, ms, percent(sh, 1)) for op, n, ms, sh in profile.by_op()[:shown]],
-        title,
-    )
+    every_op = profile.by_op()
+    ops = [(op, n, ms, percent(share, 1)) for op, n, ms, share in every_op[:shown]]
+    by_op = table(["op", "nodes", "ms", "share"], ops, title) + _more(len(every_op) - shown, "op types")
     slowest = sorted(profile.nodes, key=lambda n: -n.ms)[:shown]
     nodes = table(
         ["node", "op", "inputs", "kind", "ms", "share"],
         [(n.name, n.op, "/".join(n.input_types[:1]) or "-", n.kind, n.ms, percent(n.share, 1)) for n in slowest],
-    )
+    ) + _more(len(profile.nodes) - shown, "nodes")
     shares = profile.shares()
     lines = [
         by_op,
@@ -614,7 +612,13 @@ def render_attribution(attribution: Any, shown: int = 8) -> str:
         f"{attribution.batch}: {abs(attribution.delta_ms):.3f} ms {sign} in nodes, by where it goes"
     )
     rows = [(r.what, r.baseline_ms, r.candidate_ms, r.delta_ms, r.explanation or "-") for r in attribution.rows[:shown]]
-    return table(["nodes", "baseline ms", "candidate ms", "difference ms", "why"], rows, title)
+    headers = ["nodes (baseline / candidate)", "baseline ms", "candidate ms", "difference ms", "why"]
+    return table(headers, rows, title) + _more(len(attribution.rows) - shown, "rows")
+
+
+def _more(hidden: int, what: str) -> str:
+    """The line under a table cut short: how much more --json has."""
+    return f"\n... and {hidden} more {what} (--json has them all)" if hidden > 0 else ""
 
 
 def _load(start: Any, end: Any, cores: int) -> str:
@@ -755,10 +759,22 @@ def render_layerwise(lw: Any) -> str:
                 "<< departs" if layer.departs else layer.note,
             )
         )
-    headers = ["#", "module", "op", "tensor", "max abs", "rel", "SQNR dB", "cosine", "local rel", "local SQNR dB", ""]
+    headers = [
+        "#",
+        "module",
+        "op",
+        "tensor",
+        "max abs",
+        "rel to range",
+        "SQNR dB",
+        "cosine",
+        "local rel to range",
+        "local SQNR dB",
+        "verdict",
+    ]
     title = (
-        f"layer by layer ({lw.matched_by}s matched; rel = max |error| / max |reference|; local = the layer on the "
-        f"reference's inputs, its own error); tolerance {lw.tolerance:g}"
+        f"layer by layer ({lw.matched_by}s matched; rel to range = max |error| / max |reference|; local = the layer "
+        f"on the reference's inputs, its own error); tolerance {lw.tolerance:g} of the range"
     )
     lines = [table(headers, rows, title=title), lw.departure_line()]
     lines += [f"hidden: {h}" for h in lw.hidden]

@@ -294,3 +294,30 @@ def test_dynamic_quantize_keeps_the_module_map(tmp_path):
     # the default batch (7) differs from the sequence length (8): a tensor the rewritten graph holds
     # transposed shows as a shape mismatch, never as a false departure
     assert report.layerwise.first_departure is None
+
+
+def test_two_different_zoo_models_are_refused_in_one_line(lenet):
+    resnet = MODELS / "resnet" / "model.onnx"
+    with pytest.raises(InputError, match="is the zoo's lenet5 and model.onnx@cpu its resnet"):
+        compare(f"{lenet}@cpu", f"{resnet}@cpu", CompareOptions(layerwise=True))
+    with pytest.raises(InputError, match="eager lenet5 is the zoo's lenet5"):
+        compare("lenet5", f"{resnet}@cpu", CompareOptions(weights=weights("lenet5")))
+    with pytest.raises(InputError, match="names no provider after @"):
+        compare(str(lenet), f"{lenet}@", CompareOptions())
+
+
+def test_a_dict_model_keeps_its_own_module_paths(tmp_path):
+    # the wrapper that takes dict inputs flat is not the user's module: no "model." prefix anywhere
+    path = tmp_path / "two.onnx"
+    export_source(f"{USER}:two_inputs", path, options=QUICK).raise_for_failure()
+    modules = {p.value for n in onnx.load(str(path)).graph.node for p in n.metadata_props}
+    assert {"conv", "meta"} <= modules and not any(m.startswith("model") for m in modules)
+    report = compare(f"{USER}:two_inputs", f"{path}@cpu", CompareOptions(layerwise=True))
+    assert {"conv", "meta"} <= {la.module for la in report.layerwise.layers}
+    assert report.passed
+
+
+def test_cli_plot_must_be_a_png(lenet, tmp_path):
+    result = run("compare", lenet, lenet, "--layerwise", "--plot", tmp_path / "layers.txt")
+    assert result.exit_code == 2 and "--plot writes a PNG" in result.output
+    assert not (tmp_path / "layers.txt").exists()

@@ -325,3 +325,14 @@ def test_the_tune_report_profiles_its_choice_per_node(tuned):
         assert profile.batch == max(route.measured_at) and profile.nodes
         assert profile.threads == result.deployment.profiles[0].threads
     assert "profile: " in render_tune(result) and result.to_dict()["node_profiles"][0]["nodes"]
+
+
+def test_a_budget_no_candidate_holds_exits_3_and_deploys_fp32(tmp_path):
+    # static QOperator loses about 50 points on simple_cnn (per-channel): nothing beside fp32 holds 0.5
+    model = Path(__file__).resolve().parent.parent / "models" / "simple_cnn" / "model.onnx"
+    out = tmp_path / "deploy"
+    args = ["tune", model, "-o", out, "--recipes", "static-qoperator", "--provider", "cpu", "--threads", "1"]
+    result = CliRunner().invoke(cli, [str(a) for a in [*args, "--batch", "1", "--time-budget", "22"]])
+    assert result.exit_code == 3, result.output
+    assert "deploys fp32" in result.output
+    assert json.loads((out / DEPLOY_FILE).read_text())["profiles"][0]["routes"][0]["choice"] == "fp32@cpu"
