@@ -258,7 +258,7 @@ def test_cli_refuses_an_existing_folder_and_a_budget_too_small(two_routes, expor
     assert unknown.exit_code == 2 and "unknown recipe int4" in unknown.output
 
 
-def test_budget_nobody_meets_keeps_fp32_and_exits_1(exported, tmp_path, digits):
+def test_budget_nobody_meets_keeps_fp32_and_exits_3(exported, tmp_path, digits):
     import onnx
 
     source = onnx.load(str(exported("mlp")), load_external_data=False)
@@ -289,7 +289,7 @@ def test_budget_nobody_meets_keeps_fp32_and_exits_1(exported, tmp_path, digits):
         "--json",
     ]
     outcome = CliRunner().invoke(cli, args)
-    assert outcome.exit_code == 1, outcome.output
+    assert outcome.exit_code == 3, outcome.output  # the work was done and a check did not pass
     record = load_deployment(out)
     assert [n for n, _ in record.files] == ["model.onnx"]
     assert record.profiles[0].routes[0].choice == REFERENCE
@@ -326,13 +326,3 @@ def test_the_tune_report_profiles_its_choice_per_node(tuned):
         assert profile.threads == result.deployment.profiles[0].threads
     assert "profile: " in render_tune(result) and result.to_dict()["node_profiles"][0]["nodes"]
 
-
-def test_a_budget_no_candidate_holds_exits_3_and_deploys_fp32(tmp_path):
-    # static QOperator loses about 50 points on simple_cnn (per-channel): nothing beside fp32 holds 0.5
-    model = Path(__file__).resolve().parent.parent / "models" / "simple_cnn" / "model.onnx"
-    out = tmp_path / "deploy"
-    args = ["tune", model, "-o", out, "--recipes", "static-qoperator", "--provider", "cpu", "--threads", "1"]
-    result = CliRunner().invoke(cli, [str(a) for a in [*args, "--batch", "1", "--time-budget", "22"]])
-    assert result.exit_code == 3, result.output
-    assert "deploys fp32" in result.output
-    assert json.loads((out / DEPLOY_FILE).read_text())["profiles"][0]["routes"][0]["choice"] == "fp32@cpu"
