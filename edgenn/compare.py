@@ -111,7 +111,6 @@ class Side:
     """One side: a label for reports, its input and output names, and how to run it."""
 
     label: str
-    text: str
     inputs: tuple[TensorSpec, ...]
     output_names: tuple[str, ...]
     runner: Any  # a Runner (edgenn.specs)
@@ -175,7 +174,6 @@ def _onnx_side(text: str, options: CompareOptions) -> Side:
         config = SessionConfig.parse(runner.info.provider)
     return Side(
         label,
-        text,
         runner.inputs,
         tuple(o.name for o in runner.outputs),
         runner,
@@ -204,7 +202,6 @@ def _eager_side(text: str, options: CompareOptions, input_specs: tuple[TensorSpe
     runner = TorchRunner(loaded.module, loaded.input_specs, names, name=f"eager {loaded.name}")
     return Side(
         f"eager {loaded.name}",
-        text,
         loaded.input_specs,
         names,
         runner,

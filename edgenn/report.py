@@ -398,7 +398,7 @@ def render_quantize(result: Any) -> str:
                         kf.node,
                         kf.op_type,
                         kf.reason,
-                        "-" if kf.local_error is None else f"{kf.local_error:.3g}",
+                        _figure(kf.local_error),
                         _points(kf.drop_after_points),
                     )
                     for kf in result.kept_float
@@ -416,8 +416,8 @@ def render_quantize(result: Any) -> str:
                         s.node,
                         s.op_type,
                         "?" if s.module is None else (s.module or "(top)"),
-                        "-" if s.local_error is None else f"{s.local_error:.3g}",
-                        "-" if s.carried_error is None else f"{s.carried_error:.3g}",
+                        _figure(s.local_error),
+                        _figure(s.carried_error),
                     )
                     for s in shown
                 ],
@@ -614,6 +614,11 @@ def render_attribution(attribution: Any, shown: int = 8) -> str:
     rows = [(r.what, r.baseline_ms, r.candidate_ms, r.delta_ms, r.explanation or "-") for r in attribution.rows[:shown]]
     headers = ["nodes (baseline / candidate)", "baseline ms", "candidate ms", "difference ms", "why"]
     return table(headers, rows, title) + _more(len(attribution.rows) - shown, "rows")
+
+
+def _figure(value: float | None) -> str:
+    """A relative error in three significant digits, or "-" where none was measured."""
+    return "-" if value is None else f"{value:.3g}"
 
 
 def _more(hidden: int, what: str) -> str:
