@@ -199,7 +199,11 @@ RANDOM_SAMPLES = 256
 
 
 def random_samples(
-    specs: tuple[TensorSpec, ...], dim_sizes: Mapping[str, int], seed: int = 0, count: int = RANDOM_SAMPLES
+    specs: tuple[TensorSpec, ...],
+    dim_sizes: Mapping[str, int],
+    seed: int = 0,
+    count: int = RANDOM_SAMPLES,
+    flag: str = "--eval-data",
 ) -> Samples:
     """Seeded random inputs where no data exists: floats ~ N(0, 1), integers in 0..1 (a valid index for any
     embedding), booleans at random. Good for timings and output error, not for accuracy or calibration."""
@@ -210,18 +214,65 @@ def random_samples(
         for i, dim in enumerate(spec.shape):
             if isinstance(dim, int):
                 shape.append(dim)
+            elif dim in dim_sizes:  # a named dim of known size, even first (a bias of shape (len,))
+                shape.append(int(dim_sizes[dim]))
             elif i == 0:
                 shape.append(count)
-            elif dim in dim_sizes:
-                shape.append(int(dim_sizes[dim]))
             else:
                 example = "x".join(["1"] + [str(d) if isinstance(d, int) else "8" for d in spec.shape[1:]])
                 raise InputError(
                     f"input {spec.name!r} has a dynamic dimension {dim!r} and no data says its size: give "
-                    f"--input {spec.name}:{example}:{spec.dtype}, or --eval-data data.npz"
+                    f"--input {spec.name}:{example}:{spec.dtype}, or {flag} data.npz"
                 )
         feeds[spec.name] = random_array(rng, tuple(shape), spec.dtype)
     return Samples(feeds, None, f"random inputs (seed {seed}, {count} samples)")
+
+
+def sizes_from_specs(specs: tuple[TensorSpec, ...], given: tuple[TensorSpec, ...]) -> dict[str, int]:
+    """The sizes of the model's named dims that `--input NAME:DIMS` specs give, dim by position (ids:1x16
+    against the model's ids:batchxlen says len is 16); a one-input model takes a spec of any name."""
+    by_name = {s.name: s for s in specs}
+    sizes: dict[str, int] = {}
+    for spec in given:
+        model = by_name.get(spec.name) or (specs[0] if len(specs) == 1 else None)
+        if model is None or len(model.shape) != len(spec.shape):
+            continue
+        for i, (dim, size) in enumerate(zip(model.shape, spec.shape)):
+            if isinstance(dim, str) and isinstance(size, int) and i > 0:
+                sizes[dim] = size
+    return sizes
+
+
+def model_inputs(
+    specs: tuple[TensorSpec, ...],
+    preprocessing: Preprocessing | None,
+    dim_sizes: Mapping[str, int],
+    data: str | os.PathLike[str] | None,
+    input_specs: tuple[TensorSpec, ...],
+    seed: int,
+    count: int,
+    flag: str,
+) -> Samples:
+    """Inputs for a run that needs no labels (compare, package's golden cases): the user's .npz, the digits
+    test split for a digits model (unless --input gives other sizes), else seeded random inputs with the
+    dims the model stores and `input_specs` give."""
+    if data:
+        return load_npz(data, specs, flag, labelled=None)
+    if preprocessing is not None and preprocessing.is_digits and not input_specs:
+        return digits_samples(specs, preprocessing, "test", flag)
+    sizes = {**dim_sizes, **sizes_from_specs(specs, input_specs)}
+    return random_samples(specs, sizes, seed=seed, count=count, flag=flag)
+
+
+def dim_sizes_of(metadata: Mapping[str, str]) -> dict[str, int]:
+    """The sizes of named dynamic dims the export was validated at, from the model's metadata (edgenn.dim_sizes)."""
+    from edgenn.specs import META_DIM_SIZES
+
+    try:
+        data = json.loads(metadata.get(META_DIM_SIZES, "{}"))
+    except ValueError:
+        return {}
+    return {str(k): int(v) for k, v in data.items() if isinstance(v, int) and v > 0} if isinstance(data, dict) else {}
 
 
 def random_array(rng: np.random.Generator, shape: tuple[int, ...], dtype: str) -> np.ndarray:
@@ -235,12 +286,5 @@ def random_array(rng: np.random.Generator, shape: tuple[int, ...], dtype: str) -
 
 
 def stored_dim_sizes(model: Any) -> dict[str, int]:
-    """The sizes of named dynamic dims the export was validated at (edgenn.dim_sizes metadata)."""
-    from edgenn.specs import META_DIM_SIZES
-
-    props = {p.key: p.value for p in model.metadata_props}
-    try:
-        data = json.loads(props.get(META_DIM_SIZES, "{}"))
-    except ValueError:
-        return {}
-    return {str(k): int(v) for k, v in data.items() if isinstance(v, int) and v > 0} if isinstance(data, dict) else {}
+    """The sizes of named dynamic dims the export was validated at (edgenn.dim_sizes metadata of an onnx model)."""
+    return dim_sizes_of({p.key: p.value for p in model.metadata_props})

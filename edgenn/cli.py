@@ -1146,6 +1146,156 @@ def tune_command(
         )
 
 
+# ------------------------------------------------------------------------------------- package
+@cli.command(
+    "package",
+    epilog=examples(
+        "edgenn package models/lenet5/model.onnx -o lenet5-pkg                       # bundle: model, manifest, golden",
+        "edgenn package models/resnet/model.quant.onnx --format ort -o resnet-ort --ort-style runtime",
+        "edgenn package models/simple_cnn/deploy --format triton -o repo --max-batch-size 64 --instances 2",
+        "edgenn package two.onnx --format bundle -o two-pkg --data inputs.npz --force",
+    ),
+)
+@click.argument("source", metavar="MODEL.onnx|DEPLOY_DIR")
+@click.option("-o", "--out", "output", required=True, type=click.Path(), help="The package folder to write.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["bundle", "ort", "triton"]),
+    default="bundle",
+    show_default=True,
+    help="bundle: the model as it is; ort: onnxruntime's ORT format and its operators; triton: a model repository.",
+)
+@click.option(
+    "--ort-style",
+    type=click.Choice(["fixed", "runtime"]),
+    help="ORT: fixed bakes in this CPU's optimisations; runtime saves them to replay on the target [fixed].",
+)
+@click.option("--type-reduction", is_flag=True, default=None, help="ORT: list each operator's types too.")
+@click.option("--name", help="Triton: the model's name [the model's folder name, or the file's].")
+@click.option(
+    "--max-batch-size",
+    type=click.IntRange(min=0),
+    help="Triton: the largest batch; 0 serves the model's own shapes without batching [64].",
+)
+@click.option("--instances", type=click.IntRange(min=1), help="Triton: model instances [1].")
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    help="Intra-op threads per session [a deployment's; Triton: the cores over the instances; else all].",
+)
+@click.option(
+    "--queue-delay-us",
+    type=click.IntRange(min=0),
+    help="Triton: how long dynamic batching may hold a request for others, in microseconds [100].",
+)
+@click.option(
+    "--golden",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    help="Samples in the larger golden case of a file (a deployment: each route's measured batch).",
+)
+@click.option("--data", type=click.Path(dir_okay=False), help="Golden inputs as .npz [digits, else random].")
+@input_option("Sizes of dynamic dims for random golden inputs (NAME:DIMS[:DTYPE]).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of random golden inputs.")
+@click.option("--force", is_flag=True, help="Replace an existing package.")
+@json_option
+@json_out_option
+@verbose_option
+def package_command(
+    source: str,
+    output: str,
+    fmt: str,
+    ort_style: str | None,
+    type_reduction: bool | None,
+    name: str | None,
+    max_batch_size: int | None,
+    instances: int | None,
+    threads: int | None,
+    queue_delay_us: int | None,
+    golden: int,
+    data: str | None,
+    inputs: tuple[Any, ...],
+    seed: int,
+    force: bool,
+    as_json: bool,
+    json_out: str | None,
+) -> None:
+    """Package MODEL.onnx or a tuned DEPLOY_DIR for its target with a manifest (every file's sha256, specs,
+    labels, preprocessing, session settings, tolerances) and golden vectors; `edgenn verify` proves it there."""
+    from edgenn.package import PackageOptions, package
+    from edgenn.report import render_package
+
+    if json_out:
+        from edgenn.bench import check_output_path
+
+        check_output_path(json_out, "--json-out")
+    only = {
+        "ort": {"--ort-style": ort_style, "--type-reduction": type_reduction},
+        "triton": {
+            "--name": name,
+            "--max-batch-size": max_batch_size,
+            "--instances": instances,
+            "--queue-delay-us": queue_delay_us,
+        },
+    }
+    for owner, given in only.items():
+        for flag, value in given.items():
+            if value is not None and fmt != owner:
+                raise click.UsageError(f"{flag} is for --format {owner}; this package is --format {fmt}")
+    defaults = PackageOptions()
+    options = PackageOptions(
+        format=fmt,
+        ort_style=ort_style or defaults.ort_style,
+        type_reduction=bool(type_reduction),
+        name=name,
+        max_batch_size=defaults.max_batch_size if max_batch_size is None else max_batch_size,
+        instances=instances or defaults.instances,
+        threads=threads,
+        queue_delay_us=defaults.queue_delay_us if queue_delay_us is None else queue_delay_us,
+        golden=golden,
+        data=data,
+        input_specs=inputs,
+        seed=seed,
+        force=force,
+        verbose=is_verbose(),
+    )
+    on_step = None if as_json else (lambda text: click.echo(f"  {text}...", err=True))
+    result = package(source, output, options, on_step=on_step)
+    _write_json_out(json_out, result.to_dict())
+    click.echo(to_json(result.to_dict()) if as_json else render_package(result))
+
+
+@cli.command(
+    "verify",
+    epilog=examples(
+        "edgenn verify lenet5-pkg",
+        "edgenn verify repo --threads 1 --json",
+    ),
+)
+@click.argument("folder", metavar="PACKAGE")
+@click.option("--threads", type=click.IntRange(min=1), help="Intra-op threads [the package's].")
+@click.option(
+    "--seconds", type=click.FloatRange(min=0), default=0.25, show_default=True, help="Timing per golden case."
+)
+@json_option
+@json_out_option
+@verbose_option
+def verify_command(folder: str, threads: int | None, seconds: float, as_json: bool, json_out: str | None) -> None:
+    """Check every file of PACKAGE against its sha256, load the model as the target would, run the golden
+    vectors and time them here. Exit 0 only when everything holds, 3 when a check fails."""
+    from edgenn.runtime.verify import render_verify, verify_package
+
+    report = verify_package(folder, threads=threads, seconds=seconds)
+    _write_json_out(json_out, report.to_dict())
+    click.echo(to_json(report.to_dict()) if as_json else render_verify(report))
+    if not report.passed:
+        if as_json:
+            sys.exit(EXIT_CHECK_FAILED)
+        raise CheckFailed(f"{folder} does not verify: {report.failures[0] if report.failures else 'no golden case'}")
+
+
 # --------------------------------------------------------------------------------------- bench
 @cli.command(
     "bench",

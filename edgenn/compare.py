@@ -247,19 +247,18 @@ def check_pair(a: Side, b: Side) -> None:
 
 def comparison_inputs(a: Side, b: Side, options: CompareOptions) -> tuple[dict[str, np.ndarray], str]:
     """The batch both sides run on: the user's .npz, digits where a side is a digits model, else random."""
-    from edgenn.calibration import Samples, digits_samples, load_npz, random_samples, take
+    from edgenn.calibration import model_inputs, take
 
-    specs = a.inputs
-    samples: Samples
-    if options.data:
-        samples = load_npz(options.data, specs, "--data", labelled=None)
-    elif (prep := a.preprocessing or b.preprocessing) is not None and prep.is_digits and not options.input_specs:
-        samples = digits_samples(specs, prep, "test", "--data")
-    else:
-        sizes = {**b.dim_sizes, **a.dim_sizes}
-        for spec in options.input_specs:
-            sizes.update({str(d): s for d, s in zip(spec.shape, spec.concrete_shape(1)) if isinstance(d, str)})
-        samples = random_samples(specs, sizes, seed=options.seed, count=options.batch)
+    samples = model_inputs(
+        a.inputs,
+        a.preprocessing or b.preprocessing,
+        {**b.dim_sizes, **a.dim_sizes},
+        options.data,
+        options.input_specs,
+        options.seed,
+        options.batch,
+        "--data",
+    )
     source = samples.source
     if len(samples) > options.batch:
         samples = take(samples, options.batch, "--data", seed=options.seed)

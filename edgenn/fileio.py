@@ -1,9 +1,10 @@
-"""Atomic files: write beside the target, then rename, so a reader sees the old file or the new."""
+"""Atomic files and folders: write beside the target, then rename, so a reader sees the old one or the new."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -83,3 +84,94 @@ def ensure_writable_folder(folder: str | os.PathLike[str]) -> Path:
             "choose another folder with --out or fix its permissions"
         ) from None
     return folder
+
+
+# ------------------------------------------------------------------------------------------ folders
+def check_folder_target(
+    target: str | os.PathLike[str], force: bool, marker: str, what: str, error: type[EdgennError] = EdgennError
+) -> Path:
+    """Fail early, with one line, where a `what` folder (one holding `marker`) could not replace `target`:
+    a file there, a folder that exists without `force`, or one that holds other things (--force replaces
+    only a `what`, never `-o models`). What a killed earlier run left beside it is cleared first."""
+    target = Path(target)
+    remove_stale_folders(target)
+    if target.exists() and not target.is_dir():
+        raise error(f"output {str(target)!r} is a file; give a folder path for the {what}")
+    if target.exists() and any(target.iterdir()) and not (target / marker).is_file():
+        raise error(
+            f"output folder {str(target)!r} holds files but no {marker}: it is not a {what}, which is all "
+            "--force replaces; give a new folder"
+        )
+    if target.exists() and not force:
+        raise error(f"output folder {str(target)!r} exists; pass --force to replace it")
+    if not target.parent.is_dir():
+        raise error(f"output's parent folder {str(target.parent)!r} does not exist; create it first")
+    return target
+
+
+@contextlib.contextmanager
+def staged_folder(target: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a hidden folder beside `target` to fill; when the block ends without an error it replaces
+    `target` (an existing one is moved aside first, and put back if the rename fails).
+
+    A killed process leaves `target` as it was, or absent, and hidden folders named after its pid;
+    the next call for the same target removes them, and puts back a target that a kill between the
+    two renames left aside.
+    """
+    target = Path(target)
+    remove_stale_folders(target)
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.staging-{os.getpid()}-", dir=target.parent))
+    except OSError as exc:
+        raise EdgennError(
+            f"cannot write in {str(target.parent)!r} ({exc.strerror or exc}); choose another folder or fix its "
+            "permissions"
+        ) from None
+    try:
+        yield staging
+        os.chmod(staging, 0o777 & ~_UMASK)  # mkdtemp makes 0700; a finished folder gets the usual mode
+        _replace_folder(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _replace_folder(staging: Path, target: Path) -> None:
+    try:
+        if not target.exists():
+            staging.rename(target)
+            return
+        aside = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-{os.getpid()}-", dir=target.parent)) / target.name
+        target.rename(aside)
+        try:
+            staging.rename(target)
+        except BaseException:
+            aside.rename(target)
+            raise
+        shutil.rmtree(aside.parent, ignore_errors=True)
+    except OSError as exc:
+        raise EdgennError(f"cannot put {str(target)!r} in place ({exc.strerror or exc}); nothing was changed") from None
+
+
+def remove_stale_folders(target: str | os.PathLike[str]) -> None:
+    """Hidden staging and moved-aside folders of `target` whose process is gone: removed, or put back."""
+    target = Path(target)
+    for kind in ("staging", "old"):
+        prefix = f".{target.name}.{kind}-"
+        for folder in target.parent.glob(f"{prefix}*-*"):
+            pid = folder.name[len(prefix) :].split("-", 1)[0]
+            if not pid.isdigit() or _alive(int(pid)) or not folder.is_dir():
+                continue
+            old = folder / target.name
+            if kind == "old" and old.is_dir() and not target.exists():
+                old.rename(target)  # killed between moving the old folder aside and renaming the new one in
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True

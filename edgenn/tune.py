@@ -18,7 +18,6 @@ int8, the CPU provider before others) is kept where it is within SIMPLER_MARGIN 
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import shutil
@@ -37,6 +36,7 @@ from edgenn.bench import session_plan
 from edgenn.calibration import Samples
 from edgenn.errors import EdgennError, InputError, first_line
 from edgenn.evaluate import accuracy, evaluation_runner, optimised_kernels, predict
+from edgenn.fileio import check_folder_target, staged_folder
 from edgenn.quantize import QuantizeOptions, _ort_logs_quiet, _Workshop, finalised, read_model
 from edgenn.runtime.deploy import (
     DEPLOY_FILE,
@@ -305,19 +305,7 @@ def _node_profiles(candidates: Sequence[_Candidate], deployment: Deployment, dat
 
 
 def _check_output(output: Path, force: bool) -> Path:
-    if output.exists() and not output.is_dir():
-        raise InputError(f"output {str(output)!r} is a file; give a folder path for the deployment")
-    if output.exists() and not force:
-        raise InputError(f"output folder {str(output)!r} exists; pass --force to replace it")
-    if output.exists() and any(output.iterdir()) and not (output / DEPLOY_FILE).is_file():
-        # --force replaces a deployment, never a folder of other things (-o models --force)
-        raise InputError(
-            f"output folder {str(output)!r} holds files but no {DEPLOY_FILE}: it is not a deployment, and --force "
-            "replaces only those; give a new or empty folder"
-        )
-    if not output.parent.is_dir():
-        raise InputError(f"output's parent folder {str(output.parent)!r} does not exist; create it first")
-    return output
+    return check_folder_target(output, force, DEPLOY_FILE, "deployment", InputError)
 
 
 def _candidates(
@@ -587,32 +575,10 @@ def _write(output: Path, deployment: Deployment, candidates: Sequence[_Candidate
     import json
 
     sources = {c.file: c.path for c in candidates}
-    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.tuning-", dir=output.parent))
-    try:
+    with staged_folder(output) as staging:
         digests = []
         for name, _ in deployment.files:
             shutil.copyfile(sources[name], staging / name)
             digests.append((name, file_sha256(staging / name)))
         record = replace(deployment, files=tuple(digests))
         (staging / DEPLOY_FILE).write_text(json.dumps(record.to_dict(), indent=2) + "\n", encoding="utf-8")
-        os.chmod(staging, 0o755)
-        with _old_moved_aside(output):
-            staging.rename(output)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-
-
-@contextlib.contextmanager
-def _old_moved_aside(output: Path) -> Iterator[None]:
-    if not output.exists():
-        yield
-        return
-    aside = Path(tempfile.mkdtemp(prefix=f".{output.name}.old-", dir=output.parent)) / output.name
-    output.rename(aside)
-    try:
-        yield
-    except BaseException:
-        aside.rename(output)
-        raise
-    shutil.rmtree(aside.parent, ignore_errors=True)

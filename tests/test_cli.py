@@ -120,11 +120,12 @@ def test_no_color_keeps_the_layout_without_escape_codes(terminal, monkeypatch):
 
 
 def test_output_that_is_not_a_terminal_is_plain(run):
-    from edgenn import report
 
     out = run("zoo").output
     assert "\x1b[" not in out and "----" in out  # click's runner is not a terminal: plain table
-    assert report._terminal_width is None
+    from edgenn import tables
+
+    assert tables._terminal_width is None
 
 
 def _without_colours(text: str) -> str:
