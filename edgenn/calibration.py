@@ -87,8 +87,10 @@ def load_npz(path: str | os.PathLike[str], specs: tuple[TensorSpec, ...], flag: 
         with np.load(path, allow_pickle=False) as data:
             arrays = {key: np.asarray(data[key]) for key in data.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        # numpy's own message for object arrays advises allow_pickle, which edgenn never sets (it runs code)
+        why = "it holds object arrays, which edgenn does not unpickle" if "pickle" in str(exc) else first_line(exc)
         raise InputError(
-            f"{flag} file {str(path)!r} is not a readable .npz ({first_line(exc)}); write it with numpy.savez"
+            f"{flag} file {str(path)!r} is not a readable .npz ({why}); write plain arrays with numpy.savez"
         ) from None
     labels = arrays.pop(LABELS_KEY, None)
     if labelled and labels is None:

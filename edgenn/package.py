@@ -186,7 +186,7 @@ def package(
     )
 
 
-def _build(staging: Path, src: _Source, options: PackageOptions, step: Step) -> tuple[Manifest, _Payload, Any]:
+def _build(staging: Path, src: _Source, options: PackageOptions, step: Step) -> tuple[Manifest, _Payload, VerifyReport]:
     """The package written in `staging` and verified there."""
     payload = None
     if options.format == "ort":  # the converter first: what it refuses, it names better than a session would
