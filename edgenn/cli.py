@@ -1296,6 +1296,166 @@ def verify_command(folder: str, threads: int | None, seconds: float, as_json: bo
         raise CheckFailed(f"{folder} does not verify: {report.failures[0] if report.failures else 'no golden case'}")
 
 
+# --------------------------------------------------------------------------------------- serve
+def _require(module: str, extra: str, what: str) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise EdgennError(f"{what} needs {module}, which this install lacks: pip install 'edgenn[{extra}]'")
+
+
+@cli.command(
+    "serve",
+    epilog=examples(
+        "edgenn serve models/lenet5/model.onnx                       # 127.0.0.1:8000, one replica",
+        "edgenn serve models/simple_cnn/deploy --replicas 2 --max-batch-size 32 --batch-wait-ms 2",
+        "edgenn serve model.onnx --min-replicas 1 --max-replicas 4 --address auto   # join a running cluster",
+        "edgenn serve model.onnx --replicas 2 --print-config serve.yaml             # for `serve deploy`",
+    ),
+)
+@click.argument("model_path", metavar="MODEL.onnx|DEPLOY_DIR")
+@click.option("--replicas", type=click.IntRange(min=1), default=1, show_default=True, help="Replicas (fixed).")
+@click.option("--min-replicas", type=click.IntRange(min=0), help="Autoscaling: the fewest replicas.")
+@click.option("--max-replicas", type=click.IntRange(min=1), help="Autoscaling: the most replicas.")
+@click.option("--max-batch-size", type=click.IntRange(min=1), default=16, show_default=True, help="1: no batching.")
+@click.option(
+    "--batch-wait-ms", type=click.FloatRange(min=0), default=5.0, show_default=True, help="Wait to fill a batch."
+)
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True, help="Threads per replica.")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
+@click.option("--max-body-mb", type=click.FloatRange(min=0, min_open=True), default=8.0, show_default=True)
+@click.option("--max-pixels", type=click.IntRange(min=1), default=4096 * 4096, show_default=True)
+@click.option(
+    "--request-timeout-s",
+    type=click.FloatRange(min=0, min_open=True),
+    default=30.0,
+    show_default=True,
+    help="Ray's proxy cuts off a request (a slow upload included) that takes longer.",
+)
+@click.option("--address", help="An existing Ray cluster (auto, or ray://host:port) [a local Ray instance].")
+@click.option(
+    "--print-config", "config_out", metavar="FILE", help="Write a Ray Serve config for `serve deploy` (-: stdout)."
+)
+@verbose_option
+def serve_command(
+    model_path: str,
+    replicas: int,
+    min_replicas: int | None,
+    max_replicas: int | None,
+    max_batch_size: int,
+    batch_wait_ms: float,
+    threads: int,
+    host: str,
+    port: int,
+    max_body_mb: float,
+    max_pixels: int,
+    request_timeout_s: float,
+    address: str | None,
+    config_out: str | None,
+) -> None:
+    """Serve MODEL (.onnx or a tuned folder) on Ray Serve: POST /predict, POST /classify, GET /healthz, GET /model,
+    with dynamic batching and replicas. The model is checked before Ray starts; Ctrl-C stops the service."""
+    _require("ray", "serve", "edgenn serve")
+    from edgenn.serve import ServeOptions, check_model, run, serve_config
+
+    options = ServeOptions(
+        replicas=replicas,
+        min_replicas=min_replicas,
+        max_replicas=max_replicas,
+        max_batch_size=max_batch_size,
+        batch_wait_ms=batch_wait_ms,
+        threads=threads,
+        host=host,
+        port=port,
+        max_body_bytes=int(max_body_mb * 1024 * 1024),
+        max_pixels=max_pixels,
+        request_timeout_s=request_timeout_s,
+    ).checked()
+    check_model(model_path, options)
+    if config_out:
+        text = serve_config(model_path, options)
+        if config_out == "-":
+            click.echo(text, nl=False)
+        else:
+            from edgenn.fileio import write_text_atomic
+
+            write_text_atomic(config_out, text)
+            click.echo(f"wrote {config_out}: serve deploy {config_out}")
+        return
+    click.echo(f"serving {model_path} at http://{host}:{port} (Ctrl-C stops)", err=True)
+    try:
+        run(model_path, options, address=address, blocking=True)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        import ray
+
+        if ray.is_initialized():
+            from ray import serve
+
+            serve.shutdown()
+            ray.shutdown()
+
+
+@cli.command(
+    "score",
+    epilog=examples(
+        "edgenn score models/lenet5/model.onnx pictures/ -o scores.parquet --actors 2",
+        "edgenn score model.onnx inputs.parquet -o out.parquet --batch-size 256 --raw",
+        "edgenn score model.onnx arrays/ -o out.parquet --address auto   # on a running cluster",
+    ),
+)
+@click.argument("model_path", metavar="MODEL.onnx|DEPLOY_DIR")
+@click.argument("source", metavar="INPUT")
+@click.option("-o", "--out", "output", required=True, help="The Parquet file to write.")
+@click.option("--actors", type=click.IntRange(min=1), default=1, show_default=True, help="Actors, one Model each.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True, help="Rows per batch.")
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True, help="Threads per actor.")
+@click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option("--raw", is_flag=True, help="Raw outputs, even for a classifier.")
+@click.option("--address", help="An existing Ray cluster (auto, or ray://host:port) [a local Ray instance].")
+@json_option
+@verbose_option
+def score_command(
+    model_path: str,
+    source: str,
+    output: str,
+    actors: int,
+    batch_size: int,
+    threads: int,
+    top_k: int,
+    raw: bool,
+    address: str | None,
+    as_json: bool,
+) -> None:
+    """Score every picture, .npy/.npz file or Parquet row of INPUT with MODEL on Ray Data, into one Parquet file:
+    each row's id with its top-k labels and scores (or raw outputs) and an error column."""
+    _require("ray", "score", "edgenn score")
+    from edgenn.score import ScoreOptions, score
+
+    options = ScoreOptions(actors=actors, batch_size=batch_size, threads=threads, top_k=top_k, raw=raw, address=address)
+
+    def progress(done: int, total: int) -> None:
+        if not as_json:
+            click.echo(f"  scored {done}" + (f" of {total}" if total > 0 else "") + " rows", err=True)
+
+    result = score(model_path, source, output, options, on_progress=progress)
+    if as_json:
+        click.echo(to_json(result.to_dict()))
+        return
+    click.echo(
+        key_values(
+            [
+                ("output", result.output),
+                ("rows", f"{result.rows_in} in, {result.rows_out} out, {result.errors} with an error"),
+                ("time", f"{result.seconds:.1f} s ({result.rows_per_second:,.0f} rows/s, Ray start included)"),
+            ]
+            + [("error", e) for e in result.first_errors]
+        )
+    )
+
+
 # --------------------------------------------------------------------------------------- bench
 @cli.command(
     "bench",

@@ -300,7 +300,18 @@ def test_errors_under_json_are_json_and_exit_codes_say_what_failed(tmp_path):
 
 
 def test_every_command_help_ends_with_examples():
-    for command in ("export", "quantize", "bench", "predict", "inspect", "summary", "package", "verify"):
+    for command in (
+        "export",
+        "quantize",
+        "bench",
+        "predict",
+        "inspect",
+        "summary",
+        "package",
+        "verify",
+        "serve",
+        "score",
+    ):
         text = run(command, "--help").output
         assert "Examples:" in text and f"edgenn {command} " in text.split("Examples:")[1], command
 

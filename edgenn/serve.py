@@ -1,0 +1,450 @@
+"""`edgenn serve`: a model or a tuned deployment on Ray Serve, with dynamic batching and replicas.
+
+    application = app("models/lenet5/model.onnx", ServeOptions(replicas=2, max_batch_size=16))
+    serve.run(application)                       # or `edgenn serve MODEL`, or a config for `serve deploy`
+
+Each replica holds one `edgenn.runtime.Model` (threads set explicitly: onnxruntime ignores the
+OMP_NUM_THREADS Ray sets) and runs it in a worker thread, so the replica's event loop keeps taking
+requests while a batch computes. Requests are grouped by `@serve.batch` and each group of equal
+shapes runs as one batch. The HTTP API (README):
+
+    POST /predict    JSON {input name: nested list} (a batch, or one sample without the batch dim), or a raw
+                     .npy body for a one-input model; answers {output name: nested list}
+    POST /classify   a picture (raw body or multipart form), ?top_k=; answers the top classes
+    GET  /healthz    200 {"status": "ok"} once the replica's model is loaded
+    GET  /model      the specs, labels, preprocessing and deployment profile
+
+Errors are JSON {"error": "one line"} with the runtime's own messages: 400 bad input, 404, 405, 413
+over the body limit, 415 a content type the endpoint does not read. Pictures are refused by pixel
+count before they are decoded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.parser
+import email.policy
+import io
+import json
+import logging
+import os
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ray import serve
+
+from edgenn.errors import EdgennError, InputError
+
+logger = logging.getLogger("edgenn.serve")
+
+MiB = 1024 * 1024
+DEPLOYMENT_NAME = "EdgennModel"
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """How to serve: replicas (or autoscaling bounds), batching, threads, where to listen, request limits."""
+
+    replicas: int = 1
+    min_replicas: int | None = None  # autoscaling between these (both given) instead of a fixed count
+    max_replicas: int | None = None
+    max_batch_size: int = 16  # requests per @serve.batch call (1: no batching)
+    batch_wait_ms: float = 5.0  # how long a request may wait for others to join its batch
+    threads: int = 1  # onnxruntime intra-op threads per replica (and the CPUs Ray reserves for it)
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_body_bytes: int = 8 * MiB
+    max_pixels: int = 4096 * 4096  # a picture larger than this is refused before it is decoded
+    max_top_k: int = 100
+    max_json_depth: int = 32  # deeper JSON is refused before it is parsed
+    request_timeout_s: float = 30.0  # a request (a slow client's upload included) that takes longer is cut off
+    name: str = "edgenn"
+
+    def checked(self) -> ServeOptions:
+        if self.replicas < 1 or self.threads < 1 or self.max_batch_size < 1:
+            raise InputError("--replicas, --threads and --max-batch-size must be 1 or more")
+        if (self.min_replicas is None) != (self.max_replicas is None):
+            raise InputError("autoscaling needs both --min-replicas and --max-replicas")
+        if self.min_replicas is not None and not 0 <= self.min_replicas <= self.max_replicas:  # type: ignore[operator]
+            raise InputError("--min-replicas must be between 0 and --max-replicas")
+        if self.batch_wait_ms < 0 or self.max_body_bytes < 1 or self.max_pixels < 1:
+            raise InputError("--batch-wait-ms must be 0 or more, the body and pixel limits 1 or more")
+        if not 0 < self.port < 65536:
+            raise InputError(f"--port {self.port}: give a port between 1 and 65535")
+        return self
+
+    def deployment_options(self) -> dict[str, Any]:
+        """Ray Serve's options for the deployment (also what --print-config writes)."""
+        options: dict[str, Any] = {
+            # a @serve.batch batch never holds more requests than a replica takes at once
+            "max_ongoing_requests": max(2 * self.max_batch_size, 8),
+            "ray_actor_options": {"num_cpus": self.threads},
+        }
+        if self.min_replicas is not None:
+            options["autoscaling_config"] = {"min_replicas": self.min_replicas, "max_replicas": self.max_replicas}
+        else:
+            options["num_replicas"] = self.replicas
+        return options
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class HTTPError(Exception):
+    """A request the API refuses: its status code and one line for the client."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+# ---------------------------------------------------------------------------------- the application
+def check_model(path: str | os.PathLike[str], options: ServeOptions) -> dict[str, Any]:
+    """Open the model here, before Ray starts: a missing or invalid one is one line, not a failed replica.
+    Returns what the replicas will serve (the /model description)."""
+    from edgenn.runtime import Model
+
+    model = Model(path, threads=options.threads)
+    return describe(model)
+
+
+def app(path: str | os.PathLike[str], options: ServeOptions = ServeOptions()) -> Any:
+    """The Ray Serve application serving `path` (a .onnx file or a tuned deployment folder)."""
+    options = options.checked()
+    path = str(Path(path).resolve())
+    check_model(path, options)
+    deployment = serve.deployment(EdgennReplica, name=DEPLOYMENT_NAME).options(**options.deployment_options())
+    return deployment.bind(path, options.to_dict())
+
+
+def app_builder(args: dict[str, Any]) -> Any:
+    """What a Ray Serve config's `import_path: edgenn.serve:app_builder` calls with its `args`."""
+    args = dict(args)
+    model = args.pop("model")
+    return app(model, ServeOptions(**args))
+
+
+def serve_config(path: str | os.PathLike[str], options: ServeOptions) -> str:
+    """A Ray Serve config file (YAML) for `serve deploy` on a cluster: the same application and options."""
+    import yaml
+
+    options = options.checked()
+    deployment = {"name": DEPLOYMENT_NAME, **options.deployment_options()}
+    args = {k: v for k, v in options.to_dict().items() if v != getattr(ServeOptions(), k)}
+    config = {
+        "proxy_location": "EveryNode",
+        "http_options": {"host": options.host, "port": options.port, "request_timeout_s": options.request_timeout_s},
+        "applications": [
+            {
+                "name": options.name,
+                "route_prefix": "/",
+                "import_path": "edgenn.serve:app_builder",
+                "args": {"model": str(Path(path).resolve()), **args},
+                "deployments": [deployment],
+            }
+        ],
+    }
+    return yaml.safe_dump(config, sort_keys=False)
+
+
+def run(path: str | os.PathLike[str], options: ServeOptions, address: str | None = None, blocking: bool = True) -> Any:
+    """Start (or join, with `address`) Ray, serve `path` on it, and block until interrupted."""
+    import ray
+
+    options = options.checked()
+    check_model(path, options)  # fails here, before Ray starts
+    if address is None:
+        ray.init(include_dashboard=False, configure_logging=False, log_to_driver=False)
+    else:
+        ray.init(address=address, include_dashboard=False, configure_logging=False, log_to_driver=False)
+    serve.start(
+        http_options={"host": options.host, "port": options.port, "request_timeout_s": options.request_timeout_s}
+    )
+    return serve.run(app(path, options), name=options.name, route_prefix="/", blocking=blocking)
+
+
+# ---------------------------------------------------------------------------------------- replica
+class EdgennReplica:
+    """One replica: one Model, the HTTP API, and @serve.batch grouping of the requests it takes."""
+
+    def __init__(self, path: str, options: dict[str, Any]) -> None:
+        from edgenn.runtime import Model
+        from edgenn.runtime.files import looks_like_scores
+
+        self.options = ServeOptions(**options)
+        self.model = Model(path, threads=self.options.threads)
+        self.classifier = looks_like_scores(self.model) and len(self.model.inputs) == 1
+        self.description = describe(self.model)
+        self.batch_sizes: Counter[int] = Counter()  # requests per batch this replica ran
+        self._run_batch.set_max_batch_size(self.options.max_batch_size)
+        self._run_batch.set_batch_wait_timeout_s(self.options.batch_wait_ms / 1000)
+        try:
+            self.replica = serve.get_replica_context().replica_id.unique_id
+            self._batched = True
+        except Exception:  # outside a replica (the class called directly): no @serve.batch queue to join
+            self.replica, self._batched = f"pid-{os.getpid()}", False
+
+    async def __call__(self, request: Any) -> Any:
+        from starlette.requests import ClientDisconnect
+        from starlette.responses import JSONResponse
+
+        try:
+            status, body, headers = await self._route(request)
+        except HTTPError as exc:
+            status, body, headers = exc.status, {"error": exc.message}, {}
+        except ClientDisconnect:  # the client hung up: nothing to answer, nothing to log as a failure
+            logger.info("client disconnected from %s", request.url.path)
+            return JSONResponse({"error": "client disconnected"}, status_code=400)
+        except Exception as exc:  # a bug or a failure of the model: logged with its traceback, one line out
+            logger.exception("request to %s failed", request.url.path)
+            status, body, headers = 500, {"error": f"internal error: {type(exc).__name__}: {exc}"}, {}
+        return JSONResponse(body, status_code=status, headers={"x-edgenn-replica": self.replica, **headers})
+
+    async def _route(self, request: Any) -> tuple[int, Any, dict[str, str]]:
+        path, method = request.url.path.rstrip("/") or "/", request.method
+        routes = {"/predict": "POST", "/classify": "POST", "/healthz": "GET", "/model": "GET"}
+        if path not in routes:
+            raise HTTPError(404, f"no endpoint {path}: use {', '.join(f'{m} {p}' for p, m in routes.items())}")
+        if method != routes[path]:
+            raise HTTPError(405, f"{path} takes {routes[path]}, not {method}")
+        if path == "/healthz":
+            return 200, {"status": "ok", "replica": self.replica}, {}
+        if path == "/model":
+            return 200, {**self.description, "batch_sizes": dict(self.batch_sizes)}, {}
+        body = await read_body(request, self.options.max_body_bytes)
+        content_type = request.headers.get("content-type", "")
+        if path == "/predict":
+            feeds = parse_predict(self.model, body, content_type, self.options)
+            outputs, batch = _succeeded(await self._infer(feeds))
+            return 200, {name: np.asarray(value).tolist() for name, value in outputs.items()}, _batch_header(batch)
+        if not self.classifier:
+            raise HTTPError(
+                400,
+                f"{self.description['model']} is not a one-input classifier; /classify cannot serve it: use /predict",
+            )
+        top_k = parse_top_k(request.query_params.get("top_k"), self.options.max_top_k)
+        picture = parse_picture(body, content_type, self.options.max_pixels)
+        try:
+            feeds = {self.model.inputs[0].name: self.model.picture_input(picture)}
+        except InputError as exc:
+            raise HTTPError(400, str(exc)) from None
+        outputs, batch = _succeeded(await self._infer(feeds))
+        scores = outputs[self.model.outputs[0].name]
+        classes = self.model.top_classes(np.asarray(scores), top_k)[0]
+        return 200, {"predictions": [c.to_dict() for c in classes]}, _batch_header(batch)
+
+    async def _infer(self, feeds: dict[str, np.ndarray]) -> Any:
+        if self._batched:
+            return await self._run_batch(feeds)
+        try:
+            return (await asyncio.to_thread(self._predict_group, [feeds]))[0], 1
+        except InputError as exc:
+            return _Failed(exc)
+
+    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)  # each replica sets its own in __init__
+    async def _run_batch(self, requests: list[dict[str, np.ndarray]]) -> list[tuple[dict[str, np.ndarray], int]]:
+        """The requests Ray gathered: each group of equal shapes runs as one batch, in a worker thread."""
+        self.batch_sizes[len(requests)] += 1
+        results: list[Any] = [None] * len(requests)
+        groups: dict[tuple[Any, ...], list[int]] = {}
+        for index, feeds in enumerate(requests):
+            key = tuple((n, a.shape[1:], a.dtype.str) for n, a in feeds.items())
+            groups.setdefault(key, []).append(index)
+        for members in groups.values():
+            try:
+                outputs = await asyncio.to_thread(self._predict_group, [requests[i] for i in members])
+            except InputError as exc:  # one request's inputs the model refused: the others still run
+                for i in members:
+                    results[i] = exc
+                continue
+            for i, out in zip(members, outputs):
+                results[i] = (out, len(requests))
+        return [r if not isinstance(r, Exception) else _Failed(r) for r in results]
+
+    def _predict_group(self, group: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
+        if len(group) == 1:
+            return [self.model.predict(group[0])]
+        sizes = [len(next(iter(feeds.values()))) for feeds in group]
+        joined = {name: np.concatenate([feeds[name] for feeds in group]) for name in group[0]}
+        try:
+            outputs = self.model.predict(joined)
+        except InputError:  # rows that cannot be stacked (a dim that differs inside): one at a time
+            return [self.model.predict(feeds) for feeds in group]
+        bounds = np.cumsum([0, *sizes])
+        return [{n: v[bounds[i] : bounds[i + 1]] for n, v in outputs.items()} for i in range(len(group))]
+
+
+class _Failed:
+    """A request of a batch whose inputs the model refused (the batch function returns one per request)."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+def _succeeded(result: Any) -> tuple[dict[str, np.ndarray], int]:
+    if isinstance(result, _Failed):
+        raise HTTPError(400, str(result.error))
+    return result
+
+
+def _batch_header(batch: int) -> dict[str, str]:
+    return {"x-edgenn-batch": str(batch)}
+
+
+# -------------------------------------------------------------------------------------- requests
+async def read_body(request: Any, limit: int) -> bytes:
+    """The request's body (chunked uploads included), refused with 413 as soon as it passes `limit`."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise HTTPError(413, f"the body is {int(declared)} bytes; this server takes at most {limit}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise HTTPError(413, f"the body passes {limit} bytes, the most this server takes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_predict(model: Any, body: bytes, content_type: str, options: ServeOptions) -> dict[str, np.ndarray]:
+    """/predict's body as the model's feeds: JSON with one array per input name, or a raw .npy (one input)."""
+    kind = content_type.split(";")[0].strip().lower()
+    names = [s.name for s in model.inputs]
+    if kind in ("application/x-npy", "application/octet-stream", "application/npy"):
+        if len(names) != 1:
+            raise HTTPError(415, f"the model has {len(names)} inputs ({', '.join(names)}); send JSON with one per name")
+        try:
+            array = np.load(io.BytesIO(body), allow_pickle=False)
+        except (ValueError, OSError, EOFError) as exc:
+            raise HTTPError(400, f"the body is not a readable .npy array ({first(exc)})") from None
+        return _batched(model, {names[0]: array})
+    if kind != "application/json":
+        raise HTTPError(
+            415, f"/predict reads application/json (one array per input) or application/x-npy, not {kind or 'none'}"
+        )
+    data = parse_json(body, options.max_json_depth)
+    if not isinstance(data, dict):
+        raise HTTPError(400, f"send a JSON object with one array per input: {{{', '.join(map(json.dumps, names))}}}")
+    missing, extra = [n for n in names if n not in data], [k for k in data if k not in names]
+    if missing or extra:
+        raise HTTPError(400, f"the model's inputs are {names}; the request has {sorted(data)}")
+    feeds = {}
+    for spec in model.inputs:
+        try:
+            feeds[spec.name] = np.asarray(data[spec.name], dtype=spec.dtype)
+        except (ValueError, TypeError) as exc:
+            raise HTTPError(
+                400, f"input {spec.name!r} is not a rectangular {spec.dtype} array ({first(exc)})"
+            ) from None
+    return _batched(model, feeds)
+
+
+def _batched(model: Any, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Feeds with their batch dim: one sample given without it gets one; wrong shapes are the runtime's to name."""
+    from edgenn.runtime.inputs import InputCheck, check_feeds
+
+    out = {}
+    for spec in model.inputs:
+        array = feeds[spec.name]
+        if array.ndim == len(spec.shape) - 1 and spec.shape and isinstance(spec.shape[0], str):
+            array = array[None]
+        out[spec.name] = array
+    try:
+        # the runtime's own checks (names, rank, dims, dtype), so that a bad request fails alone, not its batch
+        checks = tuple(InputCheck.of(spec) for spec in model.inputs)
+        return check_feeds(out, checks, tuple(s.name for s in model.inputs), model.check_finite)
+    except InputError as exc:
+        raise HTTPError(400, str(exc)) from None
+
+
+def parse_json(body: bytes, max_depth: int) -> Any:
+    """JSON, refused before parsing where it nests deeper than `max_depth` (a stack of [[[[... costs the parser)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in body:
+        if in_string:
+            escaped = not escaped and byte == 0x5C
+            in_string = escaped or byte != 0x22
+            continue
+        if byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):
+            depth += 1
+            deepest = max(deepest, depth)
+            if deepest > max_depth:
+                raise HTTPError(400, f"the JSON nests deeper than {max_depth} levels")
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise HTTPError(400, f"the body is not valid JSON ({first(exc)})") from None
+
+
+def parse_top_k(text: str | None, limit: int) -> int:
+    if text is None:
+        return 5
+    if not text.isdigit() or not 1 <= int(text) <= limit:
+        raise HTTPError(400, f"top_k must be a whole number from 1 to {limit}, got {text!r}")
+    return int(text)
+
+
+def parse_picture(body: bytes, content_type: str, max_pixels: int) -> Any:
+    """The picture in a raw body or a multipart form's first file, opened, sized and only then decoded."""
+    from edgenn.uploads import PictureTooLarge, open_picture
+
+    kind = content_type.split(";")[0].strip().lower()
+    if kind == "multipart/form-data":
+        body = _form_file(body, content_type)
+    elif kind in ("application/json", "text/plain", "application/x-www-form-urlencoded"):
+        raise HTTPError(415, f"/classify reads a picture (a raw body or a multipart form), not {kind}")
+    try:
+        return open_picture(body, max_pixels)
+    except PictureTooLarge as exc:
+        raise HTTPError(413, str(exc)) from None
+    except InputError as exc:
+        raise HTTPError(400, str(exc)) from None
+
+
+def _form_file(body: bytes, content_type: str) -> bytes:
+    header = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode()
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(header + body)
+    if not message.is_multipart():
+        raise HTTPError(400, "the multipart form does not parse (check its boundary)")
+    for part in message.iter_parts():
+        if part.get_filename() or part.get_param("name", header="content-disposition") in ("file", "picture", "image"):
+            return part.get_payload(decode=True) or b""
+    raise HTTPError(400, "the form holds no file: send the picture as a file field")
+
+
+def describe(model: Any) -> dict[str, Any]:
+    """GET /model: what is served."""
+    description: dict[str, Any] = {
+        "model": Path(model.path).name,
+        "inputs": [s.to_dict() for s in model.inputs],
+        "outputs": [s.to_dict() for s in model.outputs],
+        "labels": list(model.labels) if model.metadata.get("edgenn.labels") else None,
+        "preprocessing": None if model.preprocessing is None else model.preprocessing.to_dict(),
+        "session": model.session_info.summary,
+    }
+    if model.deployment is not None:
+        description["deployment"] = {
+            "routes": [
+                {"batch_min": r.batch_min, "batch_max": r.batch_max, "candidate": r.candidate.id} for r in model.routes
+            ],
+            "notes": list(model.deployment_notes),
+        }
+    return description
+
+
+def first(exc: BaseException) -> str:
+    from edgenn.errors import first_line
+
+    return first_line(exc, 200)
+
+
+__all__ = ["EdgennError", "ServeOptions", "app", "app_builder", "run", "serve_config"]
