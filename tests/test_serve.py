@@ -322,3 +322,12 @@ def test_runtime_import_needs_no_ray():
     code = "import sys; sys.modules['ray'] = None; import edgenn.runtime; print('ok')"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.stdout.strip() == "ok", done.stderr
+
+
+def test_the_json_depth_limit_ignores_brackets_inside_strings():
+    from edgenn.serve import HTTPError, parse_json
+
+    text = b'{"note": "[[[[ \\" ]]]] [[[", "input": [[1, 2]]}'
+    assert parse_json(text, 3)["input"] == [[1, 2]]
+    with pytest.raises(HTTPError, match="deeper than 2"):
+        parse_json(text, 2)
