@@ -71,3 +71,14 @@ def dynamic_lstm(tmp_path_factory) -> Path:
     target = tmp_path_factory.mktemp("lstm-dynamic") / "lstm.dynamic.onnx"
     quantize(models / "lstm" / "model.onnx", target, QuantizeOptions(mode="dynamic", providers=("cpu",)))
     return target
+
+
+@pytest.fixture(scope="session")
+def two_input_onnx(tmp_path_factory) -> Path:
+    """tests/user_models.py:two_inputs exported (inputs image, features; outputs logits, score), once per session."""
+    from edgenn.export import ExportOptions, export_source
+
+    path = tmp_path_factory.mktemp("two-inputs") / "two.onnx"
+    source = f"{Path(__file__).resolve().parent / 'user_models.py'}:two_inputs"
+    export_source(source, path, options=ExportOptions(parity_batches=(1, 3))).raise_for_failure()
+    return path

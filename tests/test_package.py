@@ -14,11 +14,10 @@ import onnxruntime as ort
 import pytest
 from click.testing import CliRunner
 from onnx import TensorProto, helper
-from test_user_models import ONE_BATCH, USER, _script
+from test_user_models import _script
 
 from edgenn.cli import cli
 from edgenn.errors import EdgennError, InputError, ModelFileError
-from edgenn.export import export_source
 from edgenn.package import PackageOptions, package
 from edgenn.runtime.manifest import MANIFEST_FILE, read_manifest, seal
 from edgenn.runtime.verify import verify_package
@@ -34,10 +33,8 @@ def run(*args: object):
 
 
 @pytest.fixture(scope="module")
-def two_inputs(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("two") / "two.onnx"
-    export_source(f"{USER}:two_inputs", path, options=ONE_BATCH).raise_for_failure()
-    return path
+def two_inputs(two_input_onnx) -> Path:
+    return two_input_onnx
 
 
 def _source(name: str, two_inputs: Path) -> Path:

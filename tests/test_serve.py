@@ -69,14 +69,8 @@ def replica() -> EdgennReplica:
 
 
 @pytest.fixture(scope="module")
-def two_input_model(tmp_path_factory) -> Path:
-    from test_user_models import ONE_BATCH, USER
-
-    from edgenn.export import export_source
-
-    path = tmp_path_factory.mktemp("two") / "two.onnx"
-    export_source(f"{USER}:two_inputs", path, options=ONE_BATCH).raise_for_failure()
-    return path
+def two_input_model(two_input_onnx) -> Path:
+    return two_input_onnx
 
 
 # ------------------------------------------------------------------------------ the API, directly
