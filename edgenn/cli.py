@@ -1372,8 +1372,8 @@ def serve_command(
         max_pixels=max_pixels,
         request_timeout_s=request_timeout_s,
     ).checked()
-    check_model(model_path, options)
     if config_out:
+        check_model(model_path, options)
         text = serve_config(model_path, options)
         if config_out == "-":
             click.echo(text, nl=False)
@@ -1384,18 +1384,7 @@ def serve_command(
             click.echo(f"wrote {config_out}: serve deploy {config_out}")
         return
     click.echo(f"serving {model_path} at http://{host}:{port} (Ctrl-C stops)", err=True)
-    try:
-        run(model_path, options, address=address, blocking=True)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        import ray
-
-        if ray.is_initialized():
-            from ray import serve
-
-            serve.shutdown()
-            ray.shutdown()
+    run(model_path, options, address=address)
 
 
 @cli.command(
@@ -1414,6 +1403,7 @@ def serve_command(
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True, help="Threads per actor.")
 @click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True)
 @click.option("--raw", is_flag=True, help="Raw outputs, even for a classifier.")
+@click.option("--max-pixels", type=click.IntRange(min=1), default=4096 * 4096, show_default=True)
 @click.option("--address", help="An existing Ray cluster (auto, or ray://host:port) [a local Ray instance].")
 @json_option
 @verbose_option
@@ -1426,6 +1416,7 @@ def score_command(
     threads: int,
     top_k: int,
     raw: bool,
+    max_pixels: int,
     address: str | None,
     as_json: bool,
 ) -> None:
@@ -1434,7 +1425,15 @@ def score_command(
     _require("ray", "score", "edgenn score")
     from edgenn.score import ScoreOptions, score
 
-    options = ScoreOptions(actors=actors, batch_size=batch_size, threads=threads, top_k=top_k, raw=raw, address=address)
+    options = ScoreOptions(
+        actors=actors,
+        batch_size=batch_size,
+        threads=threads,
+        top_k=top_k,
+        raw=raw,
+        max_pixels=max_pixels,
+        address=address,
+    )
 
     def progress(done: int, total: int) -> None:
         if not as_json:

@@ -79,14 +79,16 @@ def score(
     if output.suffix.lower() != ".parquet":
         raise InputError(f"the output {str(output)!r} is written as Parquet: name it FILE.parquet")
     model_path = str(Path(model).resolve())
-    Model(model_path, threads=options.threads)  # a missing or invalid model fails here, before Ray starts
+    checked = Model(model_path, threads=options.threads)  # a missing or invalid model fails here, before Ray
     kind, rows = _rows(Path(source))
     started = time.perf_counter()
     import pyarrow as pa
     import pyarrow.parquet as pq
     import ray
 
-    ray.init(address=options.address, include_dashboard=False, configure_logging=False, log_to_driver=False)
+    started_here = not ray.is_initialized()  # a caller's Ray is used as it is, and left running
+    if started_here:
+        ray.init(address=options.address, include_dashboard=False, configure_logging=False, log_to_driver=False)
     try:
         context = ray.data.DataContext.get_current()
         context.execution_options.preserve_order = True  # the output's rows in the input's order
@@ -111,7 +113,7 @@ def score(
                     if kind == "parquet" and "id" not in batch.column_names:
                         batch = batch.append_column("id", pa.array([str(i) for i in range(count, count + len(batch))]))
                     if writer is None:
-                        writer = pq.ParquetWriter(str(tmp), _schema(batch))
+                        writer = pq.ParquetWriter(str(tmp), _schema(batch, checked.outputs))
                     writer.write_table(_conformed(batch, writer.schema))
                     failed = [e for e in batch.column("error").to_pylist() if e]
                     errors += len(failed)
@@ -131,24 +133,31 @@ def score(
             str(output), kind, rows_in, count, errors, time.perf_counter() - started, tuple(first_errors)
         )
     finally:
-        ray.shutdown()
+        if started_here:
+            ray.shutdown()
 
 
-def _schema(batch: Any) -> Any:
-    """The output's schema from its first batch: ids, labels and errors as strings, whatever the first rows held
-    (a column of only nulls has no type of its own)."""
+def _schema(batch: Any, outputs: Any) -> Any:
+    """The output's schema, from what the columns hold rather than from the first batch's values (a column of
+    only nulls, as in a batch whose every row failed, has no type of its own): raw outputs are nested lists of
+    their dtype, one level per dim after the batch."""
     import pyarrow as pa
 
-    fixed = {"id": pa.string(), "label": pa.string(), "score": pa.float64(), "error": pa.string()}
-    fields = []
-    for field in batch.schema:
-        kind = fixed.get(field.name, field.type)
-        if field.name == "top_labels":
-            kind = pa.list_(pa.string())
-        elif field.name == "top_scores":
-            kind = pa.list_(pa.float64())
-        fields.append(pa.field(field.name, kind))
-    return pa.schema(fields)
+    fixed = {
+        "id": pa.string(),
+        "label": pa.string(),
+        "score": pa.float64(),
+        "top_labels": pa.list_(pa.string()),
+        "top_scores": pa.list_(pa.float64()),
+        "error": pa.string(),
+    }
+    for spec in outputs:
+        kind = np.dtype(spec.dtype).kind
+        element = pa.bool_() if kind == "b" else pa.int64() if kind in "iu" else pa.float64()
+        for _ in spec.shape[1:]:
+            element = pa.list_(element)
+        fixed.setdefault(spec.name, element)
+    return pa.schema([pa.field(name, fixed.get(name, batch.schema.field(name).type)) for name in batch.column_names])
 
 
 def _conformed(batch: Any, schema: Any) -> Any:
@@ -171,9 +180,13 @@ def _rows(source: Path) -> tuple[str, list[Any]]:
             raise InputError(f"input {str(source)!r}: give a folder of pictures or .npy/.npz files, or a .parquet file")
         return "parquet", [source]
     parquet = sorted(source.rglob("*.parquet"))
+    files = sorted(p for p in source.rglob("*") if p.is_file() and p.suffix.lower() in PICTURES + ARRAYS)
+    if parquet and files:
+        raise InputError(
+            f"input folder {str(source)!r} holds both Parquet and pictures or arrays: give a folder of one kind"
+        )
     if parquet:
         return "parquet", parquet
-    files = sorted(p for p in source.rglob("*") if p.is_file() and p.suffix.lower() in PICTURES + ARRAYS)
     if not files:
         raise InputError(
             f"input folder {str(source)!r} holds no pictures ({', '.join(PICTURES)}), .npy/.npz files or Parquet"
@@ -290,4 +303,7 @@ def _column_value(batch: Any, name: str, i: int, dtype: str) -> np.ndarray:
     array = np.asarray(value.tolist() if hasattr(value, "tolist") else value)
     if array.dtype == object:  # nested lists of lists, as pyarrow hands them to pandas
         array = np.array(array.tolist())
-    return array.astype(dtype)[None]
+    want = np.dtype(dtype)
+    if array.dtype.kind == "f" and want.kind in "iub":
+        raise InputError(f"column {name!r} holds floats; the model's input is {dtype}: store it as {dtype}")
+    return array.astype(want)[None]

@@ -61,7 +61,8 @@ class ServeOptions:
     max_pixels: int = 4096 * 4096  # a picture larger than this is refused before it is decoded
     max_top_k: int = 100
     max_json_depth: int = 32  # deeper JSON is refused before it is parsed
-    request_timeout_s: float = 30.0  # a request (a slow client's upload included) that takes longer is cut off
+    request_timeout_s: float = 30.0  # Ray's proxy cuts off a request (a slow client's upload included) past this
+    idle_timeout_s: float = 5.0  # a replica cuts off an upload that sends nothing for this long
     name: str = "edgenn"
 
     def checked(self) -> ServeOptions:
@@ -113,11 +114,13 @@ def check_model(path: str | os.PathLike[str], options: ServeOptions) -> dict[str
     return describe(model)
 
 
-def app(path: str | os.PathLike[str], options: ServeOptions = ServeOptions()) -> Any:
-    """The Ray Serve application serving `path` (a .onnx file or a tuned deployment folder)."""
+def app(path: str | os.PathLike[str], options: ServeOptions = ServeOptions(), check: bool = True) -> Any:
+    """The Ray Serve application serving `path` (a .onnx file or a tuned deployment folder); `check` opens
+    the model here first, so that a bad one fails in one line rather than as a replica that never starts."""
     options = options.checked()
     path = str(Path(path).resolve())
-    check_model(path, options)
+    if check:
+        check_model(path, options)
     deployment = serve.deployment(EdgennReplica, name=DEPLOYMENT_NAME).options(**options.deployment_options())
     return deployment.bind(path, options.to_dict())
 
@@ -152,20 +155,34 @@ def serve_config(path: str | os.PathLike[str], options: ServeOptions) -> str:
     return yaml.safe_dump(config, sort_keys=False)
 
 
-def run(path: str | os.PathLike[str], options: ServeOptions, address: str | None = None, blocking: bool = True) -> Any:
-    """Start (or join, with `address`) Ray, serve `path` on it, and block until interrupted."""
+def run(path: str | os.PathLike[str], options: ServeOptions, address: str | None = None) -> None:
+    """Serve `path` until interrupted: on a local Ray instance started here (shut down after), or on the
+    cluster at `address` (where only this application is deleted after: the cluster's others stay)."""
     import ray
 
     options = options.checked()
     check_model(path, options)  # fails here, before Ray starts
-    if address is None:
-        ray.init(include_dashboard=False, configure_logging=False, log_to_driver=False)
-    else:
+    started_here = not ray.is_initialized()
+    if started_here:
         ray.init(address=address, include_dashboard=False, configure_logging=False, log_to_driver=False)
-    serve.start(
-        http_options={"host": options.host, "port": options.port, "request_timeout_s": options.request_timeout_s}
-    )
-    return serve.run(app(path, options), name=options.name, route_prefix="/", blocking=blocking)
+    try:
+        serve.start(
+            http_options={"host": options.host, "port": options.port, "request_timeout_s": options.request_timeout_s}
+        )
+        serve.run(app(path, options, check=False), name=options.name, route_prefix="/", blocking=True)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if address is None and started_here:
+            serve.shutdown()
+            ray.shutdown()
+        else:
+            try:
+                serve.delete(options.name)
+            except Exception:  # the cluster went away first: nothing of ours is left to delete
+                logger.info("could not delete application %s", options.name)
+            if started_here:
+                ray.shutdown()
 
 
 # ---------------------------------------------------------------------------------------- replica
@@ -202,7 +219,7 @@ class EdgennReplica:
             return JSONResponse({"error": "client disconnected"}, status_code=400)
         except Exception as exc:  # a bug or a failure of the model: logged with its traceback, one line out
             logger.exception("request to %s failed", request.url.path)
-            status, body, headers = 500, {"error": f"internal error: {type(exc).__name__}: {exc}"}, {}
+            status, body, headers = 500, {"error": f"internal error ({type(exc).__name__}); see the server log"}, {}
         return JSONResponse(body, status_code=status, headers={"x-edgenn-replica": self.replica, **headers})
 
     async def _route(self, request: Any) -> tuple[int, Any, dict[str, str]]:
@@ -216,94 +233,124 @@ class EdgennReplica:
             return 200, {"status": "ok", "replica": self.replica}, {}
         if path == "/model":
             return 200, {**self.description, "batch_sizes": dict(self.batch_sizes)}, {}
-        body = await read_body(request, self.options.max_body_bytes)
+        body = await read_body(request, self.options.max_body_bytes, self.options.idle_timeout_s)
         content_type = request.headers.get("content-type", "")
         if path == "/predict":
-            feeds = parse_predict(self.model, body, content_type, self.options)
-            outputs, batch = _succeeded(await self._infer(feeds))
-            return 200, {name: np.asarray(value).tolist() for name, value in outputs.items()}, _batch_header(batch)
+            # parsing a large body takes CPU: in a worker thread, so the event loop keeps taking requests
+            feeds = await asyncio.to_thread(parse_predict, self.model, body, content_type, self.options)
+            ran = await self._infer(feeds)
+            answer = await asyncio.to_thread(lambda: {n: np.asarray(v).tolist() for n, v in ran.outputs.items()})
+            return 200, answer, ran.headers()
         if not self.classifier:
             raise HTTPError(
                 400,
                 f"{self.description['model']} is not a one-input classifier; /classify cannot serve it: use /predict",
             )
         top_k = parse_top_k(request.query_params.get("top_k"), self.options.max_top_k)
+        feeds = await asyncio.to_thread(self._picture_feeds, body, content_type)
+        ran = await self._infer(feeds)
+        scores = ran.outputs[self.model.outputs[0].name]
+        classes = self.model.top_classes(np.asarray(scores), top_k)[0]
+        return 200, {"predictions": [c.to_dict() for c in classes]}, ran.headers()
+
+    def _picture_feeds(self, body: bytes, content_type: str) -> dict[str, np.ndarray]:
+        """The picture decoded and turned into the model's input (CPU work: called in a worker thread)."""
         picture = parse_picture(body, content_type, self.options.max_pixels)
         try:
-            feeds = {self.model.inputs[0].name: self.model.picture_input(picture)}
+            return {self.model.inputs[0].name: self.model.picture_input(picture)}
         except InputError as exc:
             raise HTTPError(400, str(exc)) from None
-        outputs, batch = _succeeded(await self._infer(feeds))
-        scores = outputs[self.model.outputs[0].name]
-        classes = self.model.top_classes(np.asarray(scores), top_k)[0]
-        return 200, {"predictions": [c.to_dict() for c in classes]}, _batch_header(batch)
 
-    async def _infer(self, feeds: dict[str, np.ndarray]) -> Any:
+    async def _infer(self, feeds: dict[str, np.ndarray]) -> _Ran:
         if self._batched:
-            return await self._run_batch(feeds)
-        try:
-            return (await asyncio.to_thread(self._predict_group, [feeds]))[0], 1
-        except InputError as exc:
-            return _Failed(exc)
+            ran = await self._run_batch(feeds)
+        else:
+            ran = (await asyncio.to_thread(self._predict_group, [feeds]))[0]
+        if ran.error is not None:
+            raise HTTPError(400, str(ran.error))
+        return ran
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)  # each replica sets its own in __init__
-    async def _run_batch(self, requests: list[dict[str, np.ndarray]]) -> list[tuple[dict[str, np.ndarray], int]]:
+    async def _run_batch(self, requests: list[dict[str, np.ndarray]]) -> list[_Ran]:
         """The requests Ray gathered: each group of equal shapes runs as one batch, in a worker thread."""
         self.batch_sizes[len(requests)] += 1
-        results: list[Any] = [None] * len(requests)
+        results: list[_Ran | None] = [None] * len(requests)
         groups: dict[tuple[Any, ...], list[int]] = {}
         for index, feeds in enumerate(requests):
             key = tuple((n, a.shape[1:], a.dtype.str) for n, a in feeds.items())
             groups.setdefault(key, []).append(index)
         for members in groups.values():
-            try:
-                outputs = await asyncio.to_thread(self._predict_group, [requests[i] for i in members])
-            except InputError as exc:  # one request's inputs the model refused: the others still run
-                for i in members:
-                    results[i] = exc
-                continue
-            for i, out in zip(members, outputs):
-                results[i] = (out, len(requests))
-        return [r if not isinstance(r, Exception) else _Failed(r) for r in results]
+            ran = await asyncio.to_thread(self._predict_group, [requests[i] for i in members])
+            for i, one in zip(members, ran):
+                results[i] = one
+        return [r for r in results if r is not None]
 
-    def _predict_group(self, group: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
-        if len(group) == 1:
-            return [self.model.predict(group[0])]
+    def _predict_group(self, group: list[dict[str, np.ndarray]]) -> list[_Ran]:
+        """One batch of requests of equal shapes: one call where its outputs split back by rows, else (a
+        request the model refuses, an output without the batch dim) one call per request, so that a
+        request's error is its own."""
         sizes = [len(next(iter(feeds.values()))) for feeds in group]
-        joined = {name: np.concatenate([feeds[name] for feeds in group]) for name in group[0]}
-        try:
-            outputs = self.model.predict(joined)
-        except InputError:  # rows that cannot be stacked (a dim that differs inside): one at a time
-            return [self.model.predict(feeds) for feeds in group]
-        bounds = np.cumsum([0, *sizes])
-        return [{n: v[bounds[i] : bounds[i + 1]] for n, v in outputs.items()} for i in range(len(group))]
+        if len(group) > 1:
+            joined = {name: np.concatenate([feeds[name] for feeds in group]) for name in group[0]}
+            try:
+                outputs = self.model.predict(joined)
+            except InputError:
+                outputs = None
+            total = sum(sizes)
+            if outputs is not None and all(np.ndim(v) and len(v) == total for v in outputs.values()):
+                route = self._route_name(total)
+                bounds = np.cumsum([0, *sizes])
+                return [
+                    _Ran({n: v[bounds[i] : bounds[i + 1]] for n, v in outputs.items()}, total, route)
+                    for i in range(len(group))
+                ]
+        ran = []
+        for feeds, size in zip(group, sizes):
+            try:
+                ran.append(_Ran(self.model.predict(feeds), size, self._route_name(size)))
+            except InputError as exc:
+                ran.append(_Ran({}, size, "", exc))
+        return ran
+
+    def _route_name(self, rows: int) -> str:
+        """The candidate of a tuned deployment that ran `rows` rows ("" for a plain file)."""
+        route = self.model.route_for(rows)
+        return route.candidate.id if route is not None else ""
 
 
-class _Failed:
-    """A request of a batch whose inputs the model refused (the batch function returns one per request)."""
+@dataclass(frozen=True)
+class _Ran:
+    """What one request got from a batch: its outputs, the rows the model ran them with, and the deployment
+    route that served them; or the error the model gave its inputs alone."""
 
-    def __init__(self, error: Exception) -> None:
-        self.error = error
+    outputs: dict[str, np.ndarray]
+    rows: int
+    route: str
+    error: Exception | None = None
 
-
-def _succeeded(result: Any) -> tuple[dict[str, np.ndarray], int]:
-    if isinstance(result, _Failed):
-        raise HTTPError(400, str(result.error))
-    return result
-
-
-def _batch_header(batch: int) -> dict[str, str]:
-    return {"x-edgenn-batch": str(batch)}
+    def headers(self) -> dict[str, str]:
+        headers = {"x-edgenn-batch": str(self.rows)}
+        if self.route:
+            headers["x-edgenn-route"] = self.route
+        return headers
 
 
 # -------------------------------------------------------------------------------------- requests
-async def read_body(request: Any, limit: int) -> bytes:
-    """The request's body (chunked uploads included), refused with 413 as soon as it passes `limit`."""
+async def read_body(request: Any, limit: int, idle_s: float = 5.0) -> bytes:
+    """The request's body (chunked uploads included), refused with 413 as soon as it passes `limit`, and with
+    408 where the client sends nothing for `idle_s` (a slow upload would hold one of the replica's slots)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise HTTPError(413, f"the body is {int(declared)} bytes; this server takes at most {limit}")
     chunks, size = [], 0
-    async for chunk in request.stream():
+    stream = request.stream().__aiter__()
+    while True:
+        try:
+            chunk = await asyncio.wait_for(stream.__anext__(), timeout=idle_s)
+        except StopAsyncIteration:
+            break
+        except asyncio.TimeoutError:
+            raise HTTPError(408, f"the client sent nothing for {idle_s:g} s; send the whole body") from None
         size += len(chunk)
         if size > limit:
             raise HTTPError(413, f"the body passes {limit} bytes, the most this server takes")
@@ -318,11 +365,7 @@ def parse_predict(model: Any, body: bytes, content_type: str, options: ServeOpti
     if kind in ("application/x-npy", "application/octet-stream", "application/npy"):
         if len(names) != 1:
             raise HTTPError(415, f"the model has {len(names)} inputs ({', '.join(names)}); send JSON with one per name")
-        try:
-            array = np.load(io.BytesIO(body), allow_pickle=False)
-        except (ValueError, OSError, EOFError) as exc:
-            raise HTTPError(400, f"the body is not a readable .npy array ({first(exc)})") from None
-        return _batched(model, {names[0]: array})
+        return _batched(model, {names[0]: read_npy(body)})
     if kind != "application/json":
         raise HTTPError(
             415, f"/predict reads application/json (one array per input) or application/x-npy, not {kind or 'none'}"
@@ -351,8 +394,8 @@ def _batched(model: Any, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     out = {}
     for spec in model.inputs:
         array = feeds[spec.name]
-        if array.ndim == len(spec.shape) - 1 and spec.shape and isinstance(spec.shape[0], str):
-            array = array[None]
+        if array.ndim == len(spec.shape) - 1 and spec.shape and (isinstance(spec.shape[0], str) or spec.shape[0] == 1):
+            array = array[None]  # one sample sent without its batch dim
         out[spec.name] = array
     try:
         # the runtime's own checks (names, rank, dims, dtype), so that a bad request fails alone, not its batch
@@ -363,6 +406,31 @@ def _batched(model: Any, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 _JSON_STRINGS = re.compile(rb'"(?:\\.|[^"\\])*"')  # a JSON string, escapes included
+
+
+def read_npy(body: bytes) -> np.ndarray:
+    """A raw .npy body, its header checked against the bytes that follow (a 100-byte body can declare a
+    terabyte) before any memory is taken; a .npz or a pickle is refused."""
+    stream = io.BytesIO(body)
+    readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+    try:
+        version = np.lib.format.read_magic(stream)
+        if version not in readers:
+            raise ValueError(f".npy format version {version[0]}.{version[1]} (numpy.save writes 1.0)")
+        shape, _fortran, dtype = readers[version](stream)
+    except (ValueError, OSError, EOFError) as exc:
+        raise HTTPError(
+            400, f"the body is not a .npy array ({first(exc)}); send one array written by numpy.save"
+        ) from None
+    if dtype.hasobject:
+        raise HTTPError(400, "the .npy holds Python objects, which this server does not unpickle; send numbers")
+    needed = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if needed != len(body) - stream.tell():
+        raise HTTPError(
+            400,
+            f"the .npy header declares {shape} {dtype} ({needed} bytes); the body holds {len(body) - stream.tell()}",
+        )
+    return np.load(io.BytesIO(body), allow_pickle=False)
 
 
 def parse_json(body: bytes, max_depth: int) -> Any:
@@ -381,7 +449,7 @@ def parse_json(body: bytes, max_depth: int) -> Any:
 def parse_top_k(text: str | None, limit: int) -> int:
     if text is None:
         return 5
-    if not text.isdigit() or not 1 <= int(text) <= limit:
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= limit:
         raise HTTPError(400, f"top_k must be a whole number from 1 to {limit}, got {text!r}")
     return int(text)
 

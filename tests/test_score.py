@@ -137,3 +137,20 @@ def test_ray_is_shut_down_with_no_process_left():
             break
         time.sleep(0.5)
     assert not left, left
+
+
+def test_raw_outputs_when_a_whole_batch_fails_first(tmp_path):
+    folder = tmp_path / "arrays"
+    folder.mkdir()
+    (folder / "a0.npy").write_bytes(b"broken")
+    (folder / "a1.npy").write_bytes(b"broken")
+    x = np.random.default_rng(0).standard_normal((3, 1, 32, 32)).astype(np.float32)
+    for i in range(3):
+        np.save(folder / f"b{i}.npy", x[i])  # one sample each, without the batch dim
+    result = score(LENET, folder, tmp_path / "out.parquet", ScoreOptions(batch_size=2, raw=True))
+    assert result.rows_out == 5 and result.errors == 2
+    rows = {r["id"]: r for r in pq.read_table(tmp_path / "out.parquet").to_pylist()}
+    assert rows["a0.npy"]["output"] is None and rows["a0.npy"]["error"]
+    expected = Model(LENET).predict(x)["output"]
+    got = np.array([rows[f"b{i}.npy"]["output"] for i in range(3)])
+    np.testing.assert_allclose(got, expected, atol=1e-4, rtol=1e-3)

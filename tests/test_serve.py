@@ -120,7 +120,7 @@ def test_predict_and_classify_answer_what_the_runtime_answers(replica):
             400,
             "input 'input'",
         ),
-        ("POST", "/predict", b"\x93NUMPY garbage", "application/x-npy", "", 400, "not a readable .npy"),
+        ("POST", "/predict", b"\x93NUMPY garbage", "application/x-npy", "", 400, "not a .npy array"),
         ("POST", "/classify", b"not a picture", "image/png", "", 400, "not a picture edgenn can read"),
         ("POST", "/classify", b"", "image/png", "", 400, "is empty"),
         ("POST", "/classify", b"--B\r\n\r\n--B--", "multipart/form-data; boundary=B", "", 400, "holds no file"),
@@ -325,3 +325,75 @@ def test_the_json_depth_limit_ignores_brackets_inside_strings():
     assert parse_json(text, 3)["input"] == [[1, 2]]
     with pytest.raises(HTTPError, match="deeper than 2"):
         parse_json(text, 2)
+
+
+def test_one_bad_request_does_not_fail_the_others_of_its_batch(monkeypatch):
+    from edgenn.errors import InputError
+
+    replica = EdgennReplica(str(LENET), OPTIONS.to_dict())
+    real = replica.model.predict
+
+    def refusing(feeds):  # the model refusing one request's values (as onnxruntime can, past the checks)
+        if np.any(feeds["input"] == 99):
+            raise InputError("onnxruntime could not run the model on these inputs: a value it refuses")
+        return real(feeds)
+
+    monkeypatch.setattr(replica.model, "predict", refusing)
+    good, bad = np.zeros((1, 1, 32, 32), np.float32), np.full((1, 1, 32, 32), 99, np.float32)
+    ran = replica._predict_group([{"input": good}, {"input": bad}, {"input": good}])
+    assert ran[0].error is None and ran[2].error is None and "a value it refuses" in str(ran[1].error)
+    np.testing.assert_allclose(ran[0].outputs["output"], real({"input": good})["output"], atol=1e-5)
+    body = json.dumps({"input": bad.tolist()}).encode()
+    status, answer = _call(replica, "POST", "/predict", body, "application/json")
+    assert status == 400 and "a value it refuses" in answer["error"]
+
+
+def test_npy_bodies_are_checked_before_they_are_read(replica):
+    npz = io.BytesIO()
+    np.savez(npz, input=np.zeros((1, 1, 32, 32), np.float32))
+    status, answer = _call(replica, "POST", "/predict", npz.getvalue(), "application/x-npy")
+    assert status == 400 and "not a .npy array" in answer["error"]
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": (10**7, 10**6)})
+    bomb = header.getvalue() + b"\x00" * 16  # a header promising 40 TB, and 16 bytes
+    assert bomb.startswith(b"\x93NUMPY")
+    status, answer = _call(replica, "POST", "/predict", bomb, "application/x-npy")
+    assert status == 400 and "declares" in answer["error"]
+    status, answer = _call(replica, "POST", "/classify", _png(np.zeros((8, 8))), "image/png", "top_k=%C2%B2")
+    assert status == 400 and "top_k must be" in answer["error"]
+
+
+def test_an_upload_that_goes_quiet_is_cut_off(tmp_path):
+    quiet = EdgennReplica(str(LENET), {**OPTIONS.to_dict(), "idle_timeout_s": 0.5})
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/predict",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"content-type", b"application/json")],
+    }
+    first = True
+
+    async def receive():
+        nonlocal first
+        if first:
+            first = False
+            return {"type": "http.request", "body": b"{", "more_body": True}
+        await asyncio.sleep(60)  # the client goes quiet
+
+    started = time.time()
+    response = asyncio.run(quiet(Request(scope, receive)))
+    assert response.status_code == 408 and time.time() - started < 5
+    assert "sent nothing for 0.5 s" in json.loads(response.body)["error"]
+
+
+def test_a_deployment_answers_say_which_route_served_them():
+    deploy = ROOT / "models" / "lenet5" / "deploy"
+    replica = EdgennReplica(str(deploy), OPTIONS.to_dict())
+    x = np.zeros((1, 1, 32, 32), np.float32)
+    one = replica._predict_group([{"input": x}])[0]
+    many = replica._predict_group([{"input": x}] * 12)[0]
+    assert one.route == replica.model.route_for(1).candidate.id
+    assert many.route == replica.model.route_for(12).candidate.id and many.rows == 12
+    assert one.headers()["x-edgenn-route"] == one.route
