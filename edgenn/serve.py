@@ -29,6 +29,7 @@ import json
 import logging
 import os
 import re
+import signal
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -165,6 +166,9 @@ def run(path: str | os.PathLike[str], options: ServeOptions, address: str | None
     started_here = not ray.is_initialized()
     if started_here:
         ray.init(address=address, include_dashboard=False, configure_logging=False, log_to_driver=False)
+    # SIGTERM (systemd, docker stop, kill) stops the service as Ctrl-C does, Ray shut down cleanly; set after
+    # ray.init, whose native handler would otherwise dump a stack and leave Ray's agents running
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         serve.start(
             http_options={"host": options.host, "port": options.port, "request_timeout_s": options.request_timeout_s}
@@ -183,6 +187,11 @@ def run(path: str | os.PathLike[str], options: ServeOptions, address: str | None
                 logger.info("could not delete application %s", options.name)
             if started_here:
                 ray.shutdown()
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(_signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 # ---------------------------------------------------------------------------------------- replica
@@ -232,7 +241,7 @@ class EdgennReplica:
         if path == "/healthz":
             return 200, {"status": "ok", "replica": self.replica}, {}
         if path == "/model":
-            return 200, {**self.description, "batch_sizes": dict(self.batch_sizes)}, {}
+            return 200, {**self.description, "requests_per_batch": dict(self.batch_sizes)}, {}
         body = await read_body(request, self.options.max_body_bytes, self.options.idle_timeout_s)
         content_type = request.headers.get("content-type", "")
         if path == "/predict":
@@ -368,7 +377,9 @@ def parse_predict(model: Any, body: bytes, content_type: str, options: ServeOpti
         return _batched(model, {names[0]: read_npy(body)})
     if kind != "application/json":
         raise HTTPError(
-            415, f"/predict reads application/json (one array per input) or application/x-npy, not {kind or 'none'}"
+            415,
+            f"/predict reads application/json (one array per input) or application/x-npy, not {kind or 'none'} "
+            "(curl: -H 'content-type: application/json')",
         )
     data = parse_json(body, options.max_json_depth)
     if not isinstance(data, dict):
@@ -461,8 +472,9 @@ def parse_picture(body: bytes, content_type: str, max_pixels: int) -> Any:
     kind = content_type.split(";")[0].strip().lower()
     if kind == "multipart/form-data":
         body = _form_file(body, content_type)
-    elif kind in ("application/json", "text/plain", "application/x-www-form-urlencoded"):
+    elif kind in ("application/json", "text/plain"):
         raise HTTPError(415, f"/classify reads a picture (a raw body or a multipart form), not {kind}")
+    # any other type (image/png, application/octet-stream, curl's default x-www-form-urlencoded) is the picture
     try:
         return open_picture(body, max_pixels)
     except PictureTooLarge as exc:

@@ -34,7 +34,9 @@ def open_picture(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, name: str = 
             image = Image.open(io.BytesIO(data))  # reads the header only
     except Image.DecompressionBombError as exc:
         raise PictureTooLarge(f"{name} is too large a picture ({first_line(exc, 200)})") from None
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+    except UnidentifiedImageError:
+        raise InputError(f"{name} is not a picture edgenn can read (not a format Pillow knows)") from None
+    except (OSError, ValueError) as exc:
         raise InputError(f"{name} is not a picture edgenn can read ({first_line(exc, 200)})") from None
     width, height = image.size
     if width * height > max_pixels:
