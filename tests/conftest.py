@@ -82,3 +82,17 @@ def two_input_onnx(tmp_path_factory) -> Path:
     source = f"{Path(__file__).resolve().parent / 'user_models.py'}:two_inputs"
     export_source(source, path, options=ExportOptions(parity_batches=(1, 3))).raise_for_failure()
     return path
+
+
+def ray_processes() -> list[str]:
+    """Command lines of Ray's processes still running (raylet, gcs_server, workers named ray::...), read from
+    /proc so that no pgrep is needed."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            text = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:  # the process ended while we looked
+            continue
+        if any(key in text for key in ("raylet", "gcs_server", "ray::")) and "pytest" not in text:
+            found.append(text[:200])
+    return found

@@ -123,16 +123,15 @@ def run_cli(*args: object):
 
 
 def test_ray_is_shut_down_with_no_process_left():
-    import subprocess
     import time
 
     import ray
+    from conftest import ray_processes
 
     assert not ray.is_initialized()
     deadline = time.time() + 30
     while time.time() < deadline:
-        done = subprocess.run(["pgrep", "-af", "raylet|gcs_server|ray::"], capture_output=True, text=True)
-        left = [line for line in done.stdout.splitlines() if "pgrep" not in line]
+        left = ray_processes()
         if not left:
             break
         time.sleep(0.5)

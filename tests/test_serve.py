@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import ray_processes
 
 pytest.importorskip("ray.serve", reason="edgenn serve needs Ray Serve: pip install 'edgenn[serve]'")
 
@@ -207,8 +208,7 @@ def service():
 
 
 def _ray_processes() -> list[str]:
-    done = subprocess.run(["pgrep", "-af", "raylet|gcs_server|ray::"], capture_output=True, text=True)
-    return [line for line in done.stdout.splitlines() if "pgrep" not in line]
+    return ray_processes()
 
 
 def _post(url: str, body: bytes, content_type: str = "application/json") -> tuple[int, dict, dict]:

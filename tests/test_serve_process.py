@@ -13,6 +13,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from conftest import ray_processes
 
 pytest.importorskip("ray.serve", reason="edgenn serve needs Ray Serve: pip install 'edgenn[serve]'")
 
@@ -20,8 +21,7 @@ LENET = Path(__file__).resolve().parents[1] / "models" / "lenet5" / "model.onnx"
 
 
 def _ray_processes() -> list[str]:
-    done = subprocess.run(["pgrep", "-af", "raylet|gcs_server|ray::"], capture_output=True, text=True)
-    return [line for line in done.stdout.splitlines() if "pgrep" not in line]
+    return ray_processes()
 
 
 def test_sigterm_stops_the_service_and_ray_with_it():
