@@ -28,6 +28,7 @@ from edgenn.report import (
     to_json,
 )
 from edgenn.runtime.providers import PRECISIONS
+from edgenn.uploads import DEFAULT_MAX_PIXELS
 
 
 class EdgennGroup(click.Group):
@@ -1325,7 +1326,7 @@ def _require(module: str, extra: str, what: str) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
 @click.option("--max-body-mb", type=click.FloatRange(min=0, min_open=True), default=8.0, show_default=True)
-@click.option("--max-pixels", type=click.IntRange(min=1), default=4096 * 4096, show_default=True)
+@click.option("--max-pixels", type=click.IntRange(min=1), default=DEFAULT_MAX_PIXELS, show_default=True)
 @click.option(
     "--request-timeout-s",
     type=click.FloatRange(min=0, min_open=True),
@@ -1403,7 +1404,7 @@ def serve_command(
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True, help="Threads per actor.")
 @click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True)
 @click.option("--raw", is_flag=True, help="Raw outputs, even for a classifier.")
-@click.option("--max-pixels", type=click.IntRange(min=1), default=4096 * 4096, show_default=True)
+@click.option("--max-pixels", type=click.IntRange(min=1), default=DEFAULT_MAX_PIXELS, show_default=True)
 @click.option("--address", help="An existing Ray cluster (auto, or ray://host:port) [a local Ray instance].")
 @json_option
 @verbose_option

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from edgenn.errors import EdgennError, InputError, first_line
+from edgenn.uploads import DEFAULT_MAX_PIXELS
 
 PICTURES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 ARRAYS = (".npy", ".npz")
@@ -36,7 +37,7 @@ class ScoreOptions:
     threads: int = 1  # onnxruntime intra-op threads per actor (and the CPUs Ray reserves for it)
     top_k: int = 5
     raw: bool = False  # raw outputs even for a classifier
-    max_pixels: int = 4096 * 4096  # a picture larger than this is an error row, found before decoding
+    max_pixels: int = DEFAULT_MAX_PIXELS  # a picture larger than this is an error row, found before decoding
     address: str | None = None  # an existing Ray cluster; None: a local instance
 
     def checked(self) -> ScoreOptions:

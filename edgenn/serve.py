@@ -39,6 +39,7 @@ import numpy as np
 from ray import serve
 
 from edgenn.errors import EdgennError, InputError
+from edgenn.uploads import DEFAULT_MAX_PIXELS
 
 logger = logging.getLogger("edgenn.serve")
 
@@ -59,7 +60,7 @@ class ServeOptions:
     host: str = "127.0.0.1"
     port: int = 8000
     max_body_bytes: int = 8 * MiB
-    max_pixels: int = 4096 * 4096  # a picture larger than this is refused before it is decoded
+    max_pixels: int = DEFAULT_MAX_PIXELS  # a picture larger than this is refused before it is decoded
     max_top_k: int = 100
     max_json_depth: int = 32  # deeper JSON is refused before it is parsed
     request_timeout_s: float = 30.0  # Ray's proxy cuts off a request (a slow client's upload included) past this
