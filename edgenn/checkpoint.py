@@ -8,20 +8,29 @@ from pathlib import Path
 
 from torch import nn
 
-from edgenn.errors import ModelFileError, first_line
-from edgenn.fileio import atomic_path
+from edgenn.errors import EdgennError, ModelFileError, first_line
+from edgenn.fileio import WRITE_ERRNOS, atomic_path, os_error_in, write_error
 
 FORMAT = "edgenn-weights-v1"
 
 
 def save_weights(model: nn.Module, model_name: str, path: str | os.PathLike[str]) -> Path:
+    from safetensors import SafetensorError
     from safetensors.torch import save_file
 
     tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    with atomic_path(path) as tmp:
+    size = sum(t.numel() * t.element_size() for t in tensors.values())  # the header comes on top
+    with atomic_path(path, size) as tmp:
         # One metadata key: safetensors writes a map's keys in no fixed order, and the file's bytes must
         # be the same run to run (the build hashes them to decide what to redo).
-        save_file(tensors, str(tmp), metadata={"edgenn": json.dumps({"format": FORMAT, "model": model_name})})
+        try:
+            save_file(tensors, str(tmp), metadata={"edgenn": json.dumps({"format": FORMAT, "model": model_name})})
+        except SafetensorError as exc:  # its I/O errors come as text: "... (os error 28)"
+            cause = os_error_in(str(exc))
+            if cause is None or cause.errno not in WRITE_ERRNOS:
+                raise EdgennError(f"cannot write weights {str(path)!r}: {first_line(exc)}") from None
+            tmp.unlink(missing_ok=True)  # before the free space is measured
+            raise write_error(cause, path, size, at_least=True) from None
     return Path(path)
 
 

@@ -13,7 +13,6 @@ import contextlib
 import copy
 import gc
 import math
-import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ import numpy as np
 from edgenn import _callable_stage
 from edgenn.errors import EdgennError, InputError
 from edgenn.evaluate import OutputError, output_error
+from edgenn.fileio import scratch_folder
 from edgenn.parity import Tolerance, compare_output
 from edgenn.specs import TensorSpec
 
@@ -378,8 +378,8 @@ def _layerwise(
 
 @contextlib.contextmanager
 def _scratch() -> Iterator[Path]:
-    with tempfile.TemporaryDirectory(prefix="edgenn-compare-") as folder:
-        yield Path(folder)
+    with scratch_folder("compare") as folder:
+        yield folder
 
 
 def _scores(array: np.ndarray) -> bool:

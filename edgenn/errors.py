@@ -36,6 +36,15 @@ class ValidationError(CheckFailed):
     """An exported or quantized model does not compute what its reference computes."""
 
 
+class WriteError(EdgennError):
+    """A file or folder that could not be written: a full disk, a read-only file system, no permission."""
+
+
+class ModelWarning(UserWarning):
+    """A model that loads and runs but holds something that usually means damage (Inf weights, an input
+    shadowed by a weight): said once, at load; the CLI prints it as one line."""
+
+
 # The exit codes of the `edgenn` command (the README lists them).
 EXIT_OK = 0
 EXIT_ERROR = 1  # bad input, a missing or corrupt file, a provider that is not here, a bug

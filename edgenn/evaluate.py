@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -22,6 +21,7 @@ import numpy as np
 from edgenn import timing
 from edgenn.calibration import Samples
 from edgenn.errors import InputError
+from edgenn.fileio import scratch_folder
 from edgenn.parity import Tolerance, compare
 from edgenn.runtime.session import OrtRunner, SessionConfig, open_session
 
@@ -347,7 +347,7 @@ def optimised_kernels(path: str | os.PathLike[str], threads: int = 1) -> Kernels
     """Op counts of the graph onnxruntime runs after its optimisations (QDQ fusion included)."""
     import onnx
 
-    with tempfile.TemporaryDirectory(prefix="edgenn-kernels-") as tmp:
+    with scratch_folder("kernels") as tmp:
         saved = os.path.join(tmp, "optimised.onnx")
         evaluation_runner(path, threads, optimized_path=saved)
         graph = onnx.load(saved, load_external_data=False).graph
@@ -369,7 +369,7 @@ def fp16_coverage(path: str | os.PathLike[str]) -> tuple[int, int, tuple[str, ..
     import onnx
 
     converted = _float_types(onnx.load(str(path)))
-    with tempfile.TemporaryDirectory(prefix="edgenn-fp16-") as tmp:
+    with scratch_folder("fp16") as tmp:
         saved = os.path.join(tmp, "placed.onnx")
         evaluation_runner(path, 1, optimized_path=saved, optimize=False)
         placed = _float_types(onnx.load(saved))

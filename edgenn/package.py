@@ -22,7 +22,6 @@ import json
 import os
 import re
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -34,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from edgenn.errors import EdgennError, InputError, ModelFileError, first_line
-from edgenn.fileio import check_folder_target, staged_folder
+from edgenn.fileio import check_folder_target, scratch_folder, staged_folder
 from edgenn.runtime.deploy import DEPLOY_FILE, CandidateRecord, Deployment, load_deployment, this_machine
 from edgenn.runtime.manifest import MANIFEST_FILE, GoldenCase, GoldenTolerance, Manifest, file_sha256, listed_files
 from edgenn.runtime.model import Model
@@ -338,7 +337,7 @@ def _write_ort(staging: Path, src: _Source, options: PackageOptions, step: Step)
     level = os.environ.get("ORT_CONVERT_ONNX_MODELS_TO_ORT_OPTIMIZATION_LEVEL", "all")
     step(f"converting to ORT format ({options.ort_style} style, level {level})")
     config_name = "required_operators_and_types.config" if options.type_reduction else "required_operators.config"
-    with tempfile.TemporaryDirectory(prefix="edgenn-ort-") as work:
+    with scratch_folder("ort") as work:
         model = Path(work) / "in" / "model.onnx"
         model.parent.mkdir()
         shutil.copyfile(src.path, model)

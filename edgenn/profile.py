@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import statistics
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from edgenn.fileio import scratch_folder
 from edgenn.runtime.session import SessionConfig, open_session
 
 PROFILE_RUNS = 30  # profiled runs per point (after the warm-up ones)
@@ -260,7 +260,7 @@ def profile_model(
         counted = _openvino_counters(path, config, feeds, runs, warmup, label or path.name, batch, quantized)
         if counted is not None:
             return counted
-    with tempfile.TemporaryDirectory(prefix="edgenn-profile-") as folder:
+    with scratch_folder("profile") as folder:
         runner = open_session(path, config, name=str(path), profile_prefix=Path(folder) / "profile")
         for _ in range(warmup + runs):
             runner.infer(feeds)

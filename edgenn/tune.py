@@ -21,7 +21,6 @@ from __future__ import annotations
 import math
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -36,7 +35,7 @@ from edgenn.bench import session_plan
 from edgenn.calibration import Samples
 from edgenn.errors import EdgennError, InputError, first_line
 from edgenn.evaluate import accuracy, evaluation_runner, optimised_kernels, predict
-from edgenn.fileio import check_folder_target, staged_folder
+from edgenn.fileio import check_folder_target, scratch_folder, staged_folder
 from edgenn.quantize import QuantizeOptions, _ort_logs_quiet, _Workshop, finalised, read_model
 from edgenn.runtime.deploy import (
     DEPLOY_FILE,
@@ -259,7 +258,7 @@ def tune(
     if fixed is not None and any(b != fixed for b in options.batches):
         raise InputError(f"the model's batch dimension is fixed at {fixed}; tune it with --batch {fixed}")
     created = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    with tempfile.TemporaryDirectory(prefix="edgenn-tune-") as work, _ort_logs_quiet(options.verbose):
+    with scratch_folder("tune") as work, _ort_logs_quiet(options.verbose):
         work_dir = Path(work)
         candidates = _candidates(source, options, configs, work_dir, skipped, step)
         _score(candidates, source, data, options, step)
