@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from edgenn.errors import EXIT_CHECK_FAILED, EXIT_ERROR, CheckFailed, EdgennError, first_line
+from edgenn.errors import EXIT_CHECK_FAILED, EXIT_ERROR, CheckFailed, EdgennError, ModelWarning, first_line
 from edgenn.report import (
     key_values,
     outputs_json,
@@ -27,8 +27,9 @@ from edgenn.report import (
     table,
     to_json,
 )
+from edgenn.runtime.image import DEFAULT_MAX_PIXELS
+from edgenn.runtime.model import DEFAULT_MAX_BATCH
 from edgenn.runtime.providers import PRECISIONS
-from edgenn.uploads import DEFAULT_MAX_PIXELS
 
 
 class EdgennGroup(click.Group):
@@ -40,6 +41,19 @@ class EdgennGroup(click.Group):
     """
 
     def invoke(self, ctx: click.Context) -> Any:
+        from edgenn.fileio import stop_code
+
+        try:
+            return self._invoke_reporting(ctx)
+        except (Exception, SystemExit) as exc:
+            # stopped by SIGTERM: whatever the stop became on its way up (pybind11 turns it into an ImportError
+            # during a module's initialisation, a library may wrap that in its own error) is the stop, not a failure
+            code = stop_code()
+            if code is None or (isinstance(exc, SystemExit) and exc.code == code):
+                raise
+            raise SystemExit(code) from None
+
+    def _invoke_reporting(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except (click.exceptions.Exit, click.exceptions.Abort):
@@ -69,13 +83,51 @@ class EdgennGroup(click.Group):
             if _verbose(ctx):
                 raise
             raise click.ClickException(f"unexpected ModuleNotFoundError: {first_line(exc)}") from None
-        except Exception as exc:  # a bug or an unforeseen failure: still one line for people
+        except Exception as exc:  # a known cause (a full disk, memory, a path), a bug or an unforeseen failure
             if _verbose(ctx):
                 raise
-            message = f"unexpected {type(exc).__name__}: {first_line(exc)} (run with --verbose for the traceback)"
+            message = self.known_cause(exc) or (
+                f"unexpected {type(exc).__name__}: {first_line(exc)} (run with --verbose for the traceback)"
+            )
             if _json_mode(ctx):
                 _json_error(message, EXIT_ERROR)
             raise click.ClickException(message) from None
+
+    @classmethod
+    def known_cause(cls, exc: BaseException) -> str | None:
+        """One line for a failure whose cause is known though no edgenn code named it: memory, an OSError
+        that names its path, a full disk or a read-only file system (also as a library's message, such as
+        safetensors' "(os error 28)"), in the exception or in what it was raised from."""
+        from edgenn.fileio import os_error_in
+
+        seen: list[BaseException] = []
+        while exc is not None and len(seen) < 8 and exc not in seen:
+            seen.append(exc)
+            if isinstance(exc, MemoryError):
+                return (
+                    f"out of memory ({first_line(exc)}): the batch is too big for this machine; use a smaller "
+                    "batch or fewer samples"
+                )
+            found = exc if isinstance(exc, OSError) else os_error_in(str(exc))
+            message = cls.os_error_line(found) if found is not None else None
+            if message:
+                return message
+            exc = exc.__cause__ or exc.__context__
+        return None
+
+    @staticmethod
+    def os_error_line(exc: OSError) -> str | None:
+        from edgenn.fileio import DISK_ERRNOS, FULL_ERRNOS, WRITE_ERRNOS, write_error
+
+        names = [os.fsdecode(n) for n in (exc.filename, exc.filename2) if n is not None]
+        if names and exc.errno in DISK_ERRNOS:  # a write, for sure: the free space there helps
+            return str(write_error(exc, names[-1]))
+        if names:
+            fix = "; fix its permissions or choose another path" if exc.errno in WRITE_ERRNOS else ""
+            return f"{exc.strerror or first_line(exc)}: {' -> '.join(repr(n) for n in names)}{fix}"
+        if exc.errno in FULL_ERRNOS:
+            return "no space left on the device; free space, or choose another folder (TMPDIR for temporary files)"
+        return None
 
 
 # What the `full` extra brings; a command that needs one of them says so in one line where it is absent.
@@ -216,7 +268,20 @@ def cli(ctx: click.Context) -> None:
     ctx.ensure_object(dict)
     if not _verbose(ctx):
         warnings.filterwarnings("ignore")
+    # a model that loads but looks damaged is said, once, in one line, with or without --verbose
+    warnings.filterwarnings("default", category=ModelWarning)
+    warnings.showwarning = _show_warning
     _choose_table_style()
+
+
+_python_showwarning = warnings.showwarning
+
+
+def _show_warning(message: Any, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+    if issubclass(category, ModelWarning):
+        click.echo(f"warning: {message}", err=True)
+    else:
+        _python_showwarning(message, category, *args, **kwargs)
 
 
 def _choose_table_style() -> None:
@@ -229,7 +294,12 @@ def _choose_table_style() -> None:
 
 
 def main() -> None:
-    cli(prog_name="edgenn")
+    from edgenn.fileio import remove_on_termination, remove_stale_beside
+
+    # SIGTERM removes this run's temporary files; what killed runs left beside the paths named here goes
+    remove_stale_beside(sys.argv[1:])
+    with remove_on_termination():
+        cli(prog_name="edgenn")
 
 
 # ----------------------------------------------------------------------------------------- zoo
@@ -628,6 +698,32 @@ def export_command(
 )
 @click.option("--fallback", is_flag=True, help="Let the CPU provider run what the provider cannot (and say so).")
 @click.option("--threads", type=click.IntRange(min=1), help="onnxruntime intra-op threads (default: its own).")
+@click.option(
+    "--max-batch",
+    type=click.IntRange(min=1),
+    default=DEFAULT_MAX_BATCH,
+    show_default=True,
+    help="Larger batches run in chunks of this many samples (bounded memory, the same outputs).",
+)
+@click.option(
+    "--memory",
+    type=click.Choice(["arena", "lean"]),
+    default="arena",
+    show_default=True,
+    help="onnxruntime's CPU arena (fast, keeps memory) or none (lean: memory goes back after the call).",
+)
+@click.option(
+    "--max-pixels",
+    type=click.IntRange(min=1),
+    default=DEFAULT_MAX_PIXELS,
+    show_default=True,
+    help="A picture with more pixels is refused before it is decoded.",
+)
+@click.option(
+    "--ignore-metadata",
+    is_flag=True,
+    help="Run the file as a plain ONNX model: no edgenn metadata (labels, preprocessing, the digest) is read.",
+)
 @json_option
 @verbose_option
 def predict_command(
@@ -639,6 +735,10 @@ def predict_command(
     precision: str | None,
     fallback: bool,
     threads: int | None,
+    max_batch: int,
+    memory: str,
+    max_pixels: int,
+    ignore_metadata: bool,
     as_json: bool,
 ) -> None:
     """Run MODEL (.onnx, or a deployment folder) on INPUT: a picture, a .npy, or a .npz with one array per
@@ -648,11 +748,19 @@ def predict_command(
     from edgenn.runtime import Model, classify_file
     from edgenn.runtime.files import looks_like_scores, read_inputs
 
-    if Path(model_path).is_dir() and (provider, precision, fallback) == ("auto", None, False):
-        model = Model(model_path, threads=threads, check_finite=True)
+    bounds = {"max_batch": max_batch, "memory": memory}
+    if Path(model_path).is_dir() and (provider, precision, fallback, ignore_metadata) == ("auto", None, False, False):
+        model = Model(model_path, threads=threads, check_finite=True, **bounds)
     else:
         model = Model(
-            model_path, providers=provider, threads=threads, check_finite=True, precision=precision, fallback=fallback
+            model_path,
+            providers=provider,
+            threads=threads,
+            check_finite=True,
+            precision=precision,
+            fallback=fallback,
+            metadata="ignore" if ignore_metadata else "strict",
+            **bounds,
         )
     about = {"model": model.path, "providers": list(model.providers), "session": model.session_info.to_dict()}
     if raw or not looks_like_scores(model) or Path(input_path).suffix.lower() == ".npz" and len(model.inputs) > 1:
@@ -670,7 +778,7 @@ def predict_command(
 
         result = FileClassification(input_path, read_as, tuple(model.classify(feeds, top_k)))
     else:
-        result = classify_file(model, input_path, top_k)
+        result = classify_file(model, input_path, top_k, max_pixels)
     if as_json:
         click.echo(to_json({**about, **result.to_dict()}))
         return
@@ -834,6 +942,7 @@ def inspect_command(model_path: str, load_check: bool, as_json: bool) -> None:
         ("nodes", f"{found.nodes}: " + ", ".join(f"{op} {n}" for op, n in found.op_counts)),
         ("parameters", f"{found.parameters:,} ({found.parameter_bytes / 1024:.1f} KiB)"),
         ("external data", ", ".join(found.external_data) or "none (one self-contained file)"),
+        ("integrity", found.integrity),
     ]
     pairs += [(key, value if isinstance(value, str) else json.dumps(value)) for key, value in shown_meta.items()]
     pairs += [(f"loads on {p.provider}", ("yes: " if p.loads else "NO: ") + p.detail) for p in found.providers]

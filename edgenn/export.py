@@ -12,7 +12,6 @@ import json
 import linecache
 import os
 import re
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -28,10 +27,11 @@ from edgenn import specs as meta
 from edgenn.calling import FLAT_CALL_ATTRIBUTE, FlatCall
 from edgenn.calling import output_names as structured_output_names
 from edgenn.errors import EdgennError, ExportError, InputError, ProviderError, ValidationError, first_line
-from edgenn.fileio import atomic_path, check_file_target, refuse_same_file
+from edgenn.fileio import atomic_path, check_file_target, refuse_same_file, scratch_folder
 from edgenn.parity import Tolerance
 from edgenn.quiet import silenced
 from edgenn.runners import TorchRunner, flatten_outputs
+from edgenn.runtime.integrity import sealed_bytes
 from edgenn.runtime.session import SessionConfig
 from edgenn.runtime.session import unavailable as session_unavailable
 from edgenn.sources import LoadedSource, load_source
@@ -250,7 +250,7 @@ def export(
     kept: Path | None = path
     try:
         with atomic_path(path) as tmp:
-            _save(proto, tmp)
+            _save(proto, tmp, str(path))
             step("validating: checker, shape inference, onnxruntime, parity")
             started = time.perf_counter()
             reference = TorchRunner(module, [s.name for s in specs], output_names, name="eager")
@@ -272,7 +272,7 @@ def export(
             summary = json.dumps(_validation_summary(report), separators=(",", ":"))
             final_meta = {**base_meta, meta.META_VALIDATION: summary}
             _set_metadata(proto, final_meta, doc=_doc_string(loaded, specs, exporter, opset, report))
-            _save(proto, tmp)
+            _save(proto, tmp, str(path))
             size = tmp.stat().st_size
             if not (report.passed or options.keep_invalid):
                 raise _Discard()
@@ -307,7 +307,7 @@ def _with_departure(report: Any, module: Any, names: list[str], path: Path, load
     if case is None:
         return report
     try:
-        with tempfile.TemporaryDirectory(prefix="edgenn-departure-") as scratch:
+        with scratch_folder("departure") as scratch:
             candidate = OnnxSide(path, SessionConfig(), "onnx", Path(scratch), names)
             walk = compare_layers(EagerSide(module, names, "eager"), candidate, case.feeds, LAYER_TOLERANCE)
     except EdgennError:
@@ -471,7 +471,7 @@ def _export_torchscript(module, examples, specs, output_names, options):
     if options.dynamic_batch:
         for name in output_names:
             dynamic_axes[name] = {0: BATCH}
-    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings(record=True) as caught:
+    with scratch_folder("torchscript") as tmp, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", torch.jit.TracerWarning)
         target = Path(tmp) / "model.onnx"
         torch.onnx.export(
@@ -716,10 +716,9 @@ def _validation_summary(report: ValidationReport) -> dict[str, Any]:
     }
 
 
-def _save(proto: Any, target: Path) -> None:
-    import onnx
-
-    onnx.save_model(proto, str(target), save_as_external_data=False)
+def _save(proto: Any, target: Path, label: str) -> None:
+    """The model with its digest (checked by every load): one file, weights inside."""
+    target.write_bytes(sealed_bytes(proto, label))
 
 
 def _parity_batches(options: ExportOptions, export_batch: int) -> tuple[tuple[int, ...], tuple[str, ...]]:

@@ -45,6 +45,7 @@ class Inspection:
     metadata: dict[str, Any]  # edgenn's keys, JSON values parsed
     other_metadata: dict[str, str]
     providers: tuple[ProviderLoad, ...] = field(default=())
+    integrity: str = ""  # what the load-time check says of the file: its digest, or why it refuses it
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -63,6 +64,7 @@ class Inspection:
             "metadata": self.metadata,
             "other_metadata": self.other_metadata,
             "providers": [p.to_dict() for p in self.providers],
+            "integrity": self.integrity,
         }
 
 
@@ -114,6 +116,26 @@ def inspect_model(path: str | os.PathLike[str], load_check: bool = True) -> Insp
         metadata=ours,
         other_metadata=others,
         providers=_load_checks(file) if load_check else (),
+        integrity=_integrity(file),
+    )
+
+
+def _integrity(file: Path) -> str:
+    """The digest check and fault scan every load runs (edgenn.runtime.integrity), in words."""
+    from edgenn.runtime.integrity import examine
+
+    try:
+        facts = examine(file.read_bytes(), file.name)
+    except ModelFileError as exc:
+        return f"REFUSED: {exc}"
+    if facts is None:
+        return "not read (not an ONNX protobuf edgenn's scan reads: onnxruntime decides)"
+    if facts.digest:
+        return f"digest {facts.digest} matches"
+    return (
+        "; ".join(("no edgenn digest; scanned", *facts.warnings))
+        if facts.warnings
+        else "no edgenn digest; scanned: no fault"
     )
 
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -52,12 +51,21 @@ from edgenn.evaluate import (
     output_error,
     predict,
 )
-from edgenn.fileio import atomic_path
+from edgenn.fileio import atomic_path, scratch_folder
 from edgenn.quiet import silenced
 from edgenn.recipes import BuildContext, Recipe
+from edgenn.runtime.integrity import file_digest, sealed_bytes, unseal
 from edgenn.runtime.session import SessionConfig
 from edgenn.runtime.session import unavailable as session_unavailable
-from edgenn.specs import META_ACCURACY, META_PREFIX, META_VALIDATION, NODE_MODULE, TensorSpec, fixed_batch
+from edgenn.specs import (
+    META_ACCURACY,
+    META_PREFIX,
+    META_SOURCE_DIGEST,
+    META_VALIDATION,
+    NODE_MODULE,
+    TensorSpec,
+    fixed_batch,
+)
 from edgenn.versions import edgenn_version, library_version
 
 MODES = (*recipes.MODES, "auto")
@@ -344,7 +352,7 @@ class _Workshop:
                 node.name = name
                 named.add(name)
             seen.add(node.name)
-        onnx.save(model, str(self.pre_path))
+        onnx.save(unseal(model), str(self.pre_path))  # what quantize builds from it is sealed when written
         self.nodes = {n.name: n for n in model.graph.node}
         self.weights = {t.name: t for t in model.graph.initializer}
 
@@ -483,7 +491,7 @@ def quantize(
     source = read_model(model)
     output = Path(output)
     _check_output(output, source.path)
-    with tempfile.TemporaryDirectory(prefix="edgenn-quantize-") as folder, _ort_logs_quiet(options.verbose):
+    with scratch_folder("quantize") as folder, _ort_logs_quiet(options.verbose):
         shop = _Workshop(folder, source, options, step)
         skipped_static: list[str] = []
         if options.mode == "auto" and not shop.calibration_available():
@@ -844,7 +852,7 @@ def layer_sensitivity(shop: _Workshop, judge: _Judge, base: _Built, names: Seque
     from edgenn.layerwise import OnnxSide, compare_layers
 
     feeds = judge.samples.batch(min(SENSITIVITY_SAMPLES, len(judge.samples)))
-    with tempfile.TemporaryDirectory(prefix="edgenn-sensitivity-") as folder:
+    with scratch_folder("sensitivity") as folder:
         reference_dir, candidate_dir = Path(folder) / "fp32", Path(folder) / "int8"
         reference_dir.mkdir()
         candidate_dir.mkdir()
@@ -962,6 +970,9 @@ def finalised(built: _Built, source: _Source, evaluation: Evaluation | None, cal
     carried = {p.key: p.value for p in source.model.metadata_props if p.key.startswith(META_PREFIX)}
     carried.pop(META_VALIDATION, None)  # the export's parity check was for the fp32 model, not this one
     carried.pop(META_ACCURACY, None)
+    source_digest = file_digest(source.path.read_bytes())
+    if source_digest is not None:  # which float32 file this is a version of (no digest: not edgenn's file)
+        carried[META_SOURCE_DIGEST] = source_digest
     if evaluation is not None and evaluation.data == "digits test split" and evaluation.quantized_accuracy is not None:
         carried[META_ACCURACY] = f"{evaluation.quantized_accuracy:.6f}"
     record: dict[str, Any] = {
@@ -1001,7 +1012,7 @@ def finalised(built: _Built, source: _Source, evaluation: Evaluation | None, cal
     model.doc_string = (source.model.doc_string + " " if source.model.doc_string else "") + (
         f"Quantized by edgenn ({built.recipe.name}){figures}."
     )
-    return model.SerializeToString()
+    return sealed_bytes(model, f"the {built.recipe.name} model of {source.path.name}")
 
 
 def _notes(built: _Built, evaluation: Evaluation, options: QuantizeOptions) -> list[str]:

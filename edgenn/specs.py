@@ -33,6 +33,13 @@ META_VERSIONS = "edgenn.library_versions"
 META_VALIDATION = "edgenn.validation"
 # sizes of named dynamic dims (other than batch) the export was validated at: defaults for bench and quantize
 META_DIM_SIZES = "edgenn.dim_sizes"
+# A checksum of the whole file with its own value zeroed ("crc32:" + 8 hex digits), checked at every load;
+# META_FORMAT 2 says the file was written with one, so a damaged digest entry is not taken for an old file.
+META_DIGEST = "edgenn.digest"
+META_FORMAT = "edgenn.metadata_format"
+METADATA_FORMAT = 2
+# the digest of the float32 file a quantized or tuned file was made from: which model it is a version of
+META_SOURCE_DIGEST = "edgenn.source_digest"
 # Per-node metadata (NodeProto.metadata_props): the path of the PyTorch module whose forward made the
 # node ("layer1.bn1"; "" for the top-level module), kept from the exporter's scopes for compare --layerwise.
 NODE_MODULE = "edgenn.module"

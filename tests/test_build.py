@@ -1,3 +1,4 @@
+import hashlib
 import json
 import os
 import signal
@@ -99,6 +100,25 @@ def test_unchanged_stages_are_not_redone(mlp_build):
     (models_dir / "mlp" / "model.onnx").unlink()
     missing = build(["mlp"], BuildOptions(models_dir=models_dir, max_accuracy_drop=0.25, **FAST))[0]
     assert [s.skipped for s in missing.stages][:2] == [True, False]
+    # an artifact damaged in place (its size unchanged) is found by its digest: that stage is redone, and
+    # every stage after it, and the progress says why
+    exported = models_dir / "mlp" / "model.onnx"
+    good = exported.read_bytes()
+    damaged = bytearray(good)
+    damaged[len(good) // 2] ^= 0x08
+    exported.write_bytes(bytes(damaged))
+    said = []
+    repaired = build(
+        ["mlp"],
+        BuildOptions(models_dir=models_dir, max_accuracy_drop=0.25, **FAST),
+        progress=lambda _name, text: said.append(text),
+    )[0]
+    assert [s.skipped for s in repaired.stages] == [True, False, False, False, False]
+    assert any("model.onnx changed since it was built" in line for line in said)
+    assert any("comes after export" in line for line in said)
+    assert exported.read_bytes() == good  # the export is deterministic: the same file again
+    record = json.loads((models_dir / "mlp" / "build.json").read_text())["stages"]
+    assert record["export"]["digests"]["model.onnx"] == hashlib.sha256(good).hexdigest()
     forced = build(["mlp"], BuildOptions(models_dir=models_dir, force=True, max_accuracy_drop=0.25, **FAST))[0]
     assert not any(s.skipped for s in forced.stages)
 

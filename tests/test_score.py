@@ -92,7 +92,8 @@ def test_an_input_with_no_readable_row_is_one_line_and_no_file(tmp_path):
     folder.mkdir()
     for name in ("a.png", "b.jpg"):
         (folder / name).write_bytes(b"not a picture")
-    with pytest.raises(InputError, match=r"no row of .* could be scored \(2 rows\); the first: a.png is not a picture"):
+    first = r"the first: cannot decode picture a.png"
+    with pytest.raises(InputError, match=r"no row of .* could be scored \(2 rows\); " + first):
         score(LENET, folder, tmp_path / "out.parquet")
     assert not (tmp_path / "out.parquet").exists()
 

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from edgenn.errors import InputError, first_line
-from edgenn.runtime.image import PICTURE_SUFFIXES, array_to_grey, is_picture_path
+from edgenn.runtime.image import DEFAULT_MAX_PIXELS, PICTURE_SUFFIXES, array_to_grey, is_picture_path
 from edgenn.runtime.model import ClassScore, Model
 
 READ_AS = ("picture", "batch", "sample", "inputs")
@@ -38,7 +38,9 @@ class FileClassification:
         }
 
 
-def classify_file(model: Model, path: str | os.PathLike[str], top_k: int = 5) -> FileClassification:
+def classify_file(
+    model: Model, path: str | os.PathLike[str], top_k: int = 5, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> FileClassification:
     """The `top_k` classes for the picture or the .npy array at `path`."""
     file = Path(path)
     if not file.is_file():
@@ -47,7 +49,7 @@ def classify_file(model: Model, path: str | os.PathLike[str], top_k: int = 5) ->
         read_as, predictions = classify_array(model, _load_npy(file), top_k, str(path))
         return FileClassification(str(path), read_as, tuple(predictions))
     if is_picture_path(file):
-        return FileClassification(str(path), "picture", (model.classify_picture(file, top_k),))
+        return FileClassification(str(path), "picture", (model.classify_picture(file, top_k, max_pixels),))
     raise InputError(
         f"cannot read {path}: give a picture ({', '.join(PICTURE_SUFFIXES)}) or a .npy array of model inputs"
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -17,16 +18,31 @@ from edgenn.errors import EdgennError, InputError, first_line
 from edgenn.preprocess import digits_to_input, picture_to_digit, pixels_to_input
 from edgenn.specs import Preprocessing
 
+# Pictures over this many pixels are refused from their header, before decoding: a 165 KB PNG can hold
+# 12000x12000 pixels and cost 2 GB to decode. 16.8 million: a 4096x4096 picture, about 200 MB decoded.
+DEFAULT_MAX_PIXELS = 4096 * 4096
+
+
+class PictureTooLarge(InputError):
+    """A picture whose header promises more pixels than the limit."""
+
+
 PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
 
 # RGB -> luma weights (ITU-R 601-2), the same Pillow's convert("L") uses.
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
-def read_picture(source: str | os.PathLike[str] | bytes | Any, name: str = "", color: str = "grey") -> np.ndarray:
+def read_picture(
+    source: str | os.PathLike[str] | bytes | Any,
+    name: str = "",
+    color: str = "grey",
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> np.ndarray:
     """A picture file, its bytes, a file object or a Pillow image -> float32 in [0, 1]: grey (H, W),
-    or (H, W, 3) RGB when `color` is rgb or bgr (the channel order is the model's, applied later)."""
-    image = _open_image(source, name or _describe(source))
+    or (H, W, 3) RGB when `color` is rgb or bgr (the channel order is the model's, applied later).
+    PictureTooLarge, before decoding, for a picture of more than `max_pixels` pixels."""
+    image = open_image(source, name or _describe(source), max_pixels)
     if color == "grey":
         return _pil_to_grey(image)
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
@@ -77,7 +93,9 @@ def is_picture_path(path: str | os.PathLike[str]) -> bool:
     return Path(path).suffix.lower() in PICTURE_SUFFIXES
 
 
-def _open_image(source: Any, name: str) -> Any:
+def open_image(source: Any, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Any:
+    """A decoded Pillow image of a path, bytes or file object (a Pillow image as it is); InputError naming
+    what is wrong, PictureTooLarge from the header alone where it has more than `max_pixels` pixels."""
     try:
         from PIL import Image, UnidentifiedImageError
     except ImportError:
@@ -89,11 +107,28 @@ def _open_image(source: Any, name: str) -> Any:
     elif isinstance(source, (str, os.PathLike)) and not Path(source).is_file():
         raise InputError(f"picture not found: {name}")
     try:
-        image = Image.open(source)
+        with warnings.catch_warnings():
+            # Pillow's own bomb check warns past 89 million pixels and raises past twice that: ours is the limit
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(source)  # reads the header only
+    except Image.DecompressionBombError as exc:
+        raise PictureTooLarge(f"{name} is too large a picture ({first_line(exc, 200)})") from None
+    except UnidentifiedImageError:
+        raise InputError(
+            f"cannot decode picture {name}: not a picture edgenn can read (no format Pillow knows)"
+        ) from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise InputError(f"cannot decode picture {name}: {first_line(exc, 200)}") from None
+    width, height = image.size
+    if width * height > max_pixels:
+        raise PictureTooLarge(
+            f"{name} is a {width}x{height} picture; at most {max_pixels} pixels are decoded (raise max_pixels "
+            "to allow it)"
+        )
+    try:
         image.load()  # decode now, so a truncated file fails here and not later
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        first = first_line(exc)
-        raise InputError(f"cannot decode picture {name}: {first}") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise InputError(f"cannot decode picture {name}: {first_line(exc, 200)}") from None
     return image
 
 

@@ -84,7 +84,7 @@ class InputCheck:
 
     def prepare(self, value: Any, check_finite: bool) -> np.ndarray:
         """The array to feed: `value` checked and, where safe, cast; InputError otherwise."""
-        array = value if type(value) is np.ndarray else self._as_array(value)
+        array = value if type(value) is np.ndarray else self.as_array(value)
         shape = array.shape
         if len(shape) != self.rank:
             raise InputError(self._rank_message(shape))
@@ -96,7 +96,7 @@ class InputCheck:
             raise InputError(self._finite_message(array))
         return array
 
-    def _as_array(self, value: Any) -> np.ndarray:
+    def as_array(self, value: Any) -> np.ndarray:
         expected = f"input {self.spec.name!r}: expected an array of {self.dtype} shaped {self._shape_text()}"
         try:
             array = np.asarray(value)

@@ -6,24 +6,28 @@ and everything else a Model holds is read-only after __init__, so one Model serv
 
 from __future__ import annotations
 
-import json
 import os
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from edgenn.errors import InputError, ModelFileError, ProviderError
 from edgenn.runtime.deploy import Deployment, ResolvedRoute, is_deployment, load_deployment, range_text, resolve
-from edgenn.runtime.image import array_to_pixels, picture_to_input, read_picture
+from edgenn.runtime.image import DEFAULT_MAX_PIXELS, array_to_pixels, picture_to_input, read_picture
 from edgenn.runtime.inputs import InputCheck, check_feeds
+from edgenn.runtime.metadata import read_metadata
 from edgenn.runtime.session import SessionConfig, SessionInfo, clean_ort_message, open_session
-from edgenn.specs import META_INPUTS, META_LABELS, META_OUTPUTS, META_PREPROCESSING, Preprocessing
 
 # A float score row counts as a probability distribution (no softmax applied) within this slack.
 _DISTRIBUTION_SLACK = 1e-3
+
+# Model's default max_batch: larger batches run in chunks of this many samples. At 256 the zoo runs
+# within 1% of its best batch throughput and a 100,000-sample batch peaks under 1 GB; one call for the
+# whole batch took 8.7 GB and kept it (tools/memory_bench.py; the README has the figures).
+DEFAULT_MAX_BATCH = 256
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,17 @@ class Model:
     (None: its default). A full `SessionConfig`
     (`config=`) replaces all of those. With `check_finite`, NaN or Inf in a float input is
     rejected before it reaches the model.
+
+    Memory: a batch larger than `max_batch` samples is run in chunks of that size, one session call
+    each, and the outputs joined (the same values as one call, bitwise, except for dynamic int8 whose
+    scales are computed over the whole call), so that a 100,000-sample batch does not make onnxruntime
+    allocate every intermediate at once; None runs any batch whole. `memory="lean"` turns the CPU
+    arena off (memory goes back after each call; slower, see the README).
+
+    The file is checked before it is loaded (`edgenn.runtime.integrity`): a damaged file, or one whose
+    weights or quantization scales cannot give right answers, is a ModelFileError; a doubtful one a
+    ModelWarning. `metadata="ignore"` runs it as a plain ONNX model: none of edgenn's metadata is read
+    (labels, preprocessing, declared shapes, the digest).
     """
 
     def __init__(
@@ -62,28 +77,39 @@ class Model:
         precision: str | None = None,
         config: SessionConfig | None = None,
         strict: bool = False,
+        max_batch: int | None = DEFAULT_MAX_BATCH,
+        memory: str | None = None,
+        metadata: str = "strict",
     ) -> None:
+        if max_batch is not None and (isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1):
+            raise InputError(f"max_batch must be a positive whole number or None, got {max_batch!r}")
+        self.max_batch = max_batch
         self.deployment: Deployment | None = None
         self.routes: tuple[ResolvedRoute, ...] = ()
         self.deployment_notes: tuple[str, ...] = ()
         self._dispatch: tuple[tuple[int, int | None, Model], ...] | None = None
         if is_deployment(path):
             chosen = config is not None or precision is not None or fallback or providers != "auto"
-            if chosen:
+            if chosen or metadata != "strict":
                 raise InputError(
                     f"{str(path)!r} is a deployment folder (edgenn tune's output): it sets its own providers, "
-                    "precisions and sessions; pass only threads, check_finite and strict, or give a .onnx file"
+                    "precisions and sessions; pass only threads, check_finite, strict, max_batch and memory, or "
+                    "give a .onnx file"
                 )
-            self._open_deployment(path, threads, check_finite, strict)
+            self._open_deployment(path, threads, check_finite, strict, memory)
             return
         if config is None:
             config = session_config(providers, threads=threads, precision=precision, fallback=fallback)
-        self._open(path, config.checked(), check_finite)
+        if memory is not None:
+            config = replace(config, memory=memory)
+        self._open(path, config.checked(), check_finite, metadata)
 
-    def _open(self, path: str | os.PathLike[str] | bytes, config: SessionConfig, check_finite: bool) -> None:
+    def _open(
+        self, path: str | os.PathLike[str] | bytes, config: SessionConfig, check_finite: bool, metadata: str
+    ) -> None:
         self.path = "<bytes>" if isinstance(path, (bytes, bytearray)) else str(path)
         self.config = config
-        self._runner = open_session(path, self.config, name=self.path)
+        self._runner = open_session(path, self.config, name=self.path, metadata=metadata)
         self._session = self._runner.session
         # onnxruntime's Python wrapper checks the feed's names again on every call (2-5 us of a
         # 30-70 us LeNet-5 call, measured); predict() has checked names, ranks, sizes and dtypes
@@ -93,35 +119,42 @@ class Model:
         self.providers: tuple[str, ...] = self.session_info.providers
         self.check_finite = check_finite
         self.metadata: dict[str, str] = self._runner.metadata
-        for key in (META_INPUTS, META_OUTPUTS):
-            _json_meta(self.metadata, key, self.path)  # malformed metadata is named here, not later
+        first = self._runner.session.get_outputs()[0].shape if self._runner.session.get_outputs() else []
+        classes = first[-1] if len(first) == 2 and isinstance(first[-1], int) else None
+        stored = read_metadata(self.metadata, self.path, classes)  # every key checked once, here
         self.inputs = self._runner.inputs
         self.outputs = self._runner.outputs
-        self.preprocessing = _preprocessing_of(self.metadata, self.path)
-        self._stored_labels = _labels_of(self.metadata, self.path)
+        self.preprocessing = stored.preprocessing
+        self._stored_labels = stored.labels
         # Precomputed for the hot path: predict() only looks things up.
         self._checks = tuple(InputCheck.of(s) for s in self.inputs)
         self._input_names = tuple(s.name for s in self.inputs)
         self._output_names = [s.name for s in self.outputs]
         self._single = self._checks[0] if len(self._checks) == 1 else None
         self._only_output = self._output_names[0] if len(self._output_names) == 1 else None
+        # chunks can be joined only where every input and output has a dynamic first (batch) dim
+        self._chunkable = all(isinstance(s.shape[0], str) for s in (*self.inputs, *self.outputs) if s.shape) and all(
+            s.shape for s in (*self.inputs, *self.outputs)
+        )
 
     def _open_deployment(
-        self, folder: str | os.PathLike[str], threads: int | None, check_finite: bool, strict: bool
+        self, folder: str | os.PathLike[str], threads: int | None, check_finite: bool, strict: bool, memory: str | None
     ) -> None:
         """Open the session tune chose for each batch range (one per distinct file and configuration)."""
         deployment = load_deployment(folder)
         routes, notes = resolve(deployment, folder, threads=threads, strict=strict)
+        if memory is not None:
+            routes = tuple(replace(r, config=replace(r.config, memory=memory).checked()) for r in routes)
         if notes:
             # once per Model, at load: the app keeps running on the best candidate this machine can run
             warnings.warn(f"{folder}: {'; '.join(notes)}", RuntimeWarning, stacklevel=3)
         first = routes[0]
-        self._open(first.path, first.config, check_finite)
+        self._open(first.path, first.config, check_finite, "strict")
         members: dict[tuple[str, SessionConfig], Model] = {(str(first.path), first.config): self}
         for route in routes[1:]:
             key = (str(route.path), route.config)
             if key not in members:
-                members[key] = Model(route.path, config=route.config, check_finite=check_finite)
+                members[key] = Model(route.path, config=route.config, check_finite=check_finite, max_batch=None)
             member = members[key]
             if (member.inputs, member.outputs) != (self.inputs, self.outputs):
                 raise ModelFileError(
@@ -205,11 +238,26 @@ class Model:
 
     # ---------------------------------------------------------------------------------- running
     def predict(self, inputs: np.ndarray | Mapping[str, Any]) -> dict[str, np.ndarray]:
-        """Run a batch: an array (single-input models) or {name: array}; returns {output name: array}."""
+        """Run a batch: an array (single-input models) or {name: array}; returns {output name: array}.
+
+        A batch larger than `max_batch` runs in chunks, on the session the whole batch would run on."""
+        if self.max_batch is not None and self._chunkable:
+            size = _batch_size(inputs)
+            if size is not None and size > self.max_batch:
+                return self._predict_chunked(inputs, size)
+        return self._predict_whole(inputs)
+
+    def _predict_chunked(self, inputs: np.ndarray | Mapping[str, Any], size: int) -> dict[str, np.ndarray]:
+        member = self.member_for(size)  # a deployment's route for the whole batch, as one call would take
+        step = self.max_batch or size
+        parts = [member._predict_whole(_rows(inputs, start, start + step)) for start in range(0, size, step)]
+        return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+
+    def _predict_whole(self, inputs: np.ndarray | Mapping[str, Any]) -> dict[str, np.ndarray]:
         if self._dispatch is not None:
             member = self._member_for_inputs(inputs)
             if member is not self:
-                return member.predict(inputs)
+                return member._predict_whole(inputs)
         single = self._single
         if single is not None and type(inputs) is np.ndarray:
             feeds = {single.spec.name: single.prepare(inputs, self.check_finite)}
@@ -237,11 +285,14 @@ class Model:
         """The `top_k` classes of one sample given without its batch dimension."""
         return self.classify(self._sample_batch(sample), top_k, output)[0]
 
-    def classify_picture(self, picture: Any, top_k: int = 5) -> tuple[ClassScore, ...]:
-        """Classify a picture (path, bytes, Pillow image or array), converted as the model was trained."""
-        return self.classify(self.picture_input(picture), top_k)[0]
+    def classify_picture(
+        self, picture: Any, top_k: int = 5, max_pixels: int = DEFAULT_MAX_PIXELS
+    ) -> tuple[ClassScore, ...]:
+        """Classify a picture (path, bytes, Pillow image or array), converted as the model was trained;
+        a picture file of more than `max_pixels` pixels is refused before it is decoded."""
+        return self.classify(self.picture_input(picture, max_pixels), top_k)[0]
 
-    def picture_input(self, picture: Any) -> np.ndarray:
+    def picture_input(self, picture: Any, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
         """A picture -> a batch of one model input, using the preprocessing stored in the model."""
         if self.preprocessing is None:
             raise InputError(
@@ -254,7 +305,7 @@ class Model:
         if isinstance(picture, np.ndarray):
             pixels = array_to_pixels(picture, color)
         else:
-            pixels = read_picture(picture, color=color)
+            pixels = read_picture(picture, color=color, max_pixels=max_pixels)
         return picture_to_input(pixels, self.preprocessing)
 
     def top_classes(self, scores: np.ndarray, top_k: int = 5) -> list[tuple[ClassScore, ...]]:
@@ -288,7 +339,7 @@ class Model:
         raise InputError(f"unknown input {name!r}: the model's inputs are {', '.join(map(repr, self._input_names))}")
 
     def _with_batch(self, check: InputCheck, value: Any) -> np.ndarray:
-        array = np.asarray(value)
+        array = value if type(value) is np.ndarray else check.as_array(value)
         spec = check.spec
         if not check.batched:
             raise InputError(f"input {spec.name!r} has no batch dimension (shape {spec.shape}); use predict()")
@@ -325,6 +376,23 @@ class Model:
         return self._stored_labels
 
 
+def _batch_size(inputs: Any) -> int | None:
+    """The first dim shared by every input array (None where there is none, or they disagree: the
+    checks of one whole call then say what is wrong)."""
+    if type(inputs) is np.ndarray:
+        return int(inputs.shape[0]) if inputs.ndim else None
+    if not isinstance(inputs, Mapping) or not inputs:
+        return None
+    sizes = {v.shape[0] if isinstance(v, np.ndarray) and v.ndim else None for v in inputs.values()}
+    return sizes.pop() if len(sizes) == 1 else None
+
+
+def _rows(inputs: np.ndarray | Mapping[str, Any], start: int, stop: int) -> Any:
+    if type(inputs) is np.ndarray:
+        return inputs[start:stop]
+    return {name: value[start:stop] for name, value in inputs.items()}
+
+
 def to_probabilities(scores: np.ndarray) -> np.ndarray:
     """Rows that already are distributions stay as they are; logits go through a softmax."""
     values = np.asarray(scores, dtype=np.float64)
@@ -340,34 +408,6 @@ def _are_distributions(values: np.ndarray) -> bool:
         return False
     inside = values.min() >= -_DISTRIBUTION_SLACK and values.max() <= 1.0 + _DISTRIBUTION_SLACK
     return bool(inside and np.all(np.abs(values.sum(axis=1) - 1.0) <= _DISTRIBUTION_SLACK))
-
-
-def _json_meta(metadata: Mapping[str, str], key: str, path: str) -> Any:
-    if key not in metadata:
-        return None
-    try:
-        return json.loads(metadata[key])
-    except json.JSONDecodeError:
-        raise ModelFileError(f"{path}: metadata {key} is not valid JSON; re-export the model") from None
-
-
-def _labels_of(metadata: Mapping[str, str], path: str) -> tuple[str, ...] | None:
-    labels = _json_meta(metadata, META_LABELS, path)
-    if labels is None:
-        return None
-    if not isinstance(labels, list) or not labels:
-        raise ModelFileError(f"{path}: metadata {META_LABELS} must be a non-empty JSON list; re-export the model")
-    return tuple(str(label) for label in labels)
-
-
-def _preprocessing_of(metadata: Mapping[str, str], path: str) -> Preprocessing | None:
-    data = _json_meta(metadata, META_PREPROCESSING, path)
-    if data is None:
-        return None
-    try:
-        return Preprocessing.from_dict(data)
-    except (KeyError, TypeError, ValueError):
-        raise ModelFileError(f"{path}: metadata {META_PREPROCESSING} is malformed; re-export the model") from None
 
 
 def session_config(

@@ -25,9 +25,11 @@ from typing import Any
 
 import numpy as np
 
-from edgenn.errors import InputError, ModelFileError, ProviderError
+from edgenn.errors import InputError, ModelFileError, ModelWarning, ProviderError
+from edgenn.runtime import integrity
 from edgenn.runtime import providers as _providers
 from edgenn.runtime.inputs import ORT_TYPES
+from edgenn.runtime.integrity import FileFacts
 from edgenn.runtime.providers import CPU, PROVIDERS, Device
 from edgenn.specs import META_INPUTS, META_OUTPUTS, TensorSpec
 
@@ -40,6 +42,8 @@ _GRAPH_LEVELS = {
     "all": "ORT_ENABLE_ALL",
 }
 CONFIG_VERSION = 1
+MEMORY_MODES = ("arena", "lean")
+METADATA_MODES = ("strict", "ignore")
 
 
 # ---------------------------------------------------------------------------------- the config
@@ -53,7 +57,8 @@ class SessionConfig:
     provider computes in: f32 runs the model's own types; bf16 and f16 are offered where the device
     has them. `threads` caps the intra-op threads (None: the provider's default, every core).
     `fallback` lets the CPU provider take over where the provider is missing or refuses nodes; the
-    session's info then says so.
+    session's info then says so. `memory` is "arena" (onnxruntime's default: the CPU allocator keeps
+    what the largest batch needed, for speed) or "lean" (no arena: memory goes back after each call).
     """
 
     provider: str = "cpu"
@@ -65,6 +70,7 @@ class SessionConfig:
     config_entries: tuple[tuple[str, str], ...] = ()  # SessionOptions.add_session_config_entry(key, value)
     provider_options: tuple[tuple[str, str], ...] = ()  # handed to the provider as they are
     fallback: bool = False
+    memory: str = "arena"  # arena | lean
 
     def checked(self) -> SessionConfig:
         """The same configuration with names normalised; ProviderError/InputError naming what is wrong."""
@@ -79,6 +85,8 @@ class SessionConfig:
                 f"unknown graph optimisation level {self.graph_optimization!r}: use one of "
                 f"{', '.join(GRAPH_OPTIMIZATIONS)}"
             )
+        if self.memory not in MEMORY_MODES:
+            raise InputError(f"unknown memory mode {self.memory!r}: use arena (the default, fastest) or lean")
         device = self.device.strip() if isinstance(self.device, str) and self.device.strip() else None
         if provider != "auto" and device is not None and device.upper() == str(PROVIDERS[provider].default_device):
             device = None  # "openvino:CPU" is "openvino": one configuration, one name
@@ -122,6 +130,7 @@ class SessionConfig:
             "config_entries": dict(self.config_entries),
             "provider_options": dict(self.provider_options),
             "fallback": self.fallback,
+            "memory": self.memory,
         }
 
     @classmethod
@@ -142,6 +151,7 @@ class SessionConfig:
             config_entries=tuple(dict(data.get("config_entries", {})).items()),
             provider_options=tuple(dict(data.get("provider_options", {})).items()),
             fallback=bool(data.get("fallback", False)),
+            memory=str(data.get("memory", "arena")),
         ).checked()
 
 
@@ -218,10 +228,11 @@ class OrtRunner:
     evaluation and the timing harness call.
     """
 
-    def __init__(self, session: Any, info: SessionInfo, name: str) -> None:
+    def __init__(self, session: Any, info: SessionInfo, name: str, facts: FileFacts | None = None) -> None:
         self.session = session
         self.info = info
         self.name = name
+        self.facts = facts  # what edgenn read from the file before onnxruntime did (None: not read)
         self.output_names = [o.name for o in session.get_outputs()]
 
     def end_profiling(self) -> str:
@@ -230,7 +241,13 @@ class OrtRunner:
 
     @cached_property
     def metadata(self) -> dict[str, str]:
-        return dict(self.session.get_modelmeta().custom_metadata_map)
+        """The file's metadata, as edgenn read it (checked at open), or onnxruntime's where it did not."""
+        if self.facts is not None:
+            return self.facts.metadata
+        try:
+            return dict(self.session.get_modelmeta().custom_metadata_map)
+        except UnicodeDecodeError:  # onnxruntime loads such files, and its wrapper cannot decode them
+            raise ModelFileError(f"{self.name}: its metadata is not UTF-8 text; re-export it") from None
 
     @cached_property
     def inputs(self) -> tuple[TensorSpec, ...]:
@@ -305,6 +322,7 @@ def open_session(
     optimized_path: str | os.PathLike[str] | None = None,
     verbose: bool = False,
     profile_prefix: str | os.PathLike[str] | None = None,
+    metadata: str = "strict",
 ) -> OrtRunner:
     """Open `model` (a path or the bytes of an ONNX file) as `config` says, and read back where it runs.
 
@@ -315,16 +333,45 @@ def open_session(
     model, and notes what it passed over. `optimized_path` saves the graph onnxruntime optimised.
     `profile_prefix` turns on onnxruntime's profiler (per-node times; `runner.end_profiling()` gives the
     trace): for edgenn.profile, never for timing, which it slows.
+
+    Before onnxruntime sees the file, edgenn checks its digest and scans it for faults
+    (`edgenn.runtime.integrity`): ModelFileError for a damaged file, a ModelWarning for a doubtful one.
+    `metadata="ignore"` reads none of edgenn's metadata (nor the digest): a plain ONNX model.
     """
     config = config.checked()
+    if metadata not in METADATA_MODES:
+        raise InputError(f"metadata must be strict or ignore, got {metadata!r}")
+    started = time.perf_counter()
+    source = bytes(model) if isinstance(model, (bytes, bytearray)) else _checked_file(str(model))
+    label = name or ("<bytes>" if isinstance(source, bytes) else source)
+    facts = _examined(source, label, metadata)
     opening = _Opening(
-        bytes(model) if isinstance(model, (bytes, bytearray)) else _checked_file(str(model)),
-        name or ("<bytes>" if isinstance(model, (bytes, bytearray)) else str(model)),
-        optimized_path,
-        verbose,
-        time.perf_counter(),
-        None if profile_prefix is None else str(profile_prefix),
+        source, label, optimized_path, verbose, started, None if profile_prefix is None else str(profile_prefix)
     )
+    runner = _open_configured(opening, config)
+    runner.facts = facts
+    return runner
+
+
+def _examined(source: str | bytes, label: str, metadata: str) -> FileFacts | None:
+    if isinstance(source, bytes):
+        data = source
+    else:
+        try:
+            data = Path(source).read_bytes()
+        except OSError as exc:
+            raise ModelFileError(f"cannot read {source} ({exc.strerror or exc}); check its permissions") from None
+    if data[4:8] == b"ORTM":  # ORT format (flatbuffers): a package's manifest vouches for it, not a digest
+        return None
+    facts = integrity.examine(data, label, metadata)
+    if facts is None and metadata == "ignore":  # bytes the scan cannot read: onnxruntime says what is wrong
+        facts = integrity.FileFacts(metadata={}, digest=None)
+    for warning in facts.warnings if facts is not None else ():
+        warnings.warn(warning, ModelWarning, stacklevel=4)
+    return facts
+
+
+def _open_configured(opening: _Opening, config: SessionConfig) -> OrtRunner:
     if config.provider == "auto":
         return _open_first(opening, config)
     reason = _providers.unavailable_reason(config.provider)
@@ -490,6 +537,11 @@ def _create(
     if config.threads is not None:
         options.intra_op_num_threads = config.threads
         options.inter_op_num_threads = 1
+    if config.memory == "lean":
+        # no arena: what a call allocated goes back when it returns (and no pattern planning, which
+        # pre-allocates one block for the whole call): slower, flat memory (tools/memory_bench.py)
+        options.enable_cpu_mem_arena = False
+        options.enable_mem_pattern = False
     options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _GRAPH_LEVELS[config.graph_optimization])
     options.add_session_config_entry("session.record_ep_graph_assignment_info", "1")
     for key, value in config.config_entries:
