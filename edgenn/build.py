@@ -23,7 +23,7 @@ from typing import Any
 from edgenn import _callable_stage, zoo
 from edgenn.card import Card
 from edgenn.errors import EdgennError
-from edgenn.fileio import ensure_writable_folder, write_text_atomic
+from edgenn.fileio import ensure_writable_folder, remove_stale, write_text_atomic
 from edgenn.runtime.deploy import DEPLOY_FILE, this_machine
 from edgenn.versions import edgenn_version, library_versions
 
@@ -430,9 +430,9 @@ def _write_state(folder: Path, stages: dict[str, Any]) -> None:
 
 
 def _remove_leftovers(folder: Path) -> None:
-    """Temporary files of a build that was killed mid-write (atomic writes leave no other trace)."""
-    for leftover in folder.glob(".*.tmp"):
-        leftover.unlink(missing_ok=True)
+    """Temporary files of a build that was killed mid-write (atomic writes leave no other trace); what a
+    live process is writing there (an `edgenn quantize -o` into the folder) is left alone."""
+    remove_stale(folder)
 
 
 # ----------------------------------------------------------------------------------------- card

@@ -708,9 +708,8 @@ def export_command(
 @click.option(
     "--memory",
     type=click.Choice(["arena", "lean"]),
-    default="arena",
-    show_default=True,
-    help="onnxruntime's CPU arena (fast, keeps memory) or none (lean: memory goes back after the call).",
+    help="onnxruntime's CPU arena (fast, keeps memory; the default) or none (lean: memory goes back after "
+    "the call) [a deployment's recorded setting, else arena].",
 )
 @click.option(
     "--max-pixels",
@@ -736,7 +735,7 @@ def predict_command(
     fallback: bool,
     threads: int | None,
     max_batch: int,
-    memory: str,
+    memory: str | None,
     max_pixels: int,
     ignore_metadata: bool,
     as_json: bool,

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import os
 import re
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 import threading
@@ -152,7 +154,7 @@ def staged_folder(target: str | os.PathLike[str]) -> Iterator[Path]:
     target = Path(target)
     remove_stale(target.parent)
     try:
-        staging = _temp_folder(target.parent, f".{target.name}.staging-{os.getpid()}-")
+        staging = _temp_folder(target.parent, f".{target.name}.{temp_tag('staging')}-")
     except OSError as exc:
         if exc.errno in WRITE_ERRNOS:
             raise write_error(exc, target, folder=True) from None
@@ -180,7 +182,7 @@ def _replace_folder(staging: Path, target: Path) -> None:
         if not target.exists():
             staging.rename(target)
             return
-        aside_folder = _temp_folder(target.parent, f".{target.name}.old-{os.getpid()}-")
+        aside_folder = _temp_folder(target.parent, f".{target.name}.{temp_tag('old')}-")
         aside = aside_folder / target.name
         try:
             target.rename(aside)
@@ -207,10 +209,18 @@ def remove_stale_folders(target: str | os.PathLike[str]) -> None:
 
 
 # ------------------------------------------------------------------------------ what a kill leaves
-# `.NAME.PID-XXXXXXXX.tmp` (atomic_path), `.NAME.staging-PID-XXXXXXXX` and `.NAME.old-PID-XXXXXXXX`
-# (staged_folder): mkstemp's and mkdtemp's random part holds neither a dot nor a dash
-_TEMP_FILE = re.compile(r"\.(?P<name>.+)\.(?P<pid>\d+)-[^.-]+\.tmp")
-_TEMP_FOLDER = re.compile(r"\.(?P<name>.+)\.(?P<kind>staging|old)-(?P<pid>\d+)-[^.-]+")
+# `.NAME.edgenn-HOST-PID-XXXXXXXX.tmp` (atomic_path), `.NAME.edgenn-staging-HOST-PID-XXXXXXXX` and
+# `.NAME.edgenn-old-HOST-PID-XXXXXXXX` (staged_folder): "edgenn" so that no one else's file matches, HOST
+# (6 hex digits of the host name) so that a process of another machine or container sharing the folder,
+# whose pid means nothing here, is never taken for a dead one. mkstemp's random part has no dot or dash.
+_HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:6]
+_TEMP_FILE = re.compile(r"\.(?P<name>.+)\.edgenn-(?P<host>[0-9a-f]{6})-(?P<pid>\d+)-[^.-]+\.tmp")
+_TEMP_FOLDER = re.compile(r"\.(?P<name>.+)\.edgenn-(?P<kind>staging|old)-(?P<host>[0-9a-f]{6})-(?P<pid>\d+)-[^.-]+")
+
+
+def temp_tag(kind: str = "", pid: int | None = None) -> str:
+    """The part of a temporary name that says whose it is: `edgenn[-KIND]-HOST-PID`."""
+    return "-".join(filter(None, ("edgenn", kind, _HOST, str(os.getpid() if pid is None else pid))))
 
 
 def remove_stale(folder: str | os.PathLike[str], only: str | None = None) -> list[Path]:
@@ -226,7 +236,7 @@ def remove_stale(folder: str | os.PathLike[str], only: str | None = None) -> lis
         return removed
     for path in entries:
         match = _TEMP_FILE.fullmatch(path.name) or _TEMP_FOLDER.fullmatch(path.name)
-        if match is None or (only is not None and match["name"] != only) or not _stale(path, int(match["pid"])):
+        if match is None or (only is not None and match["name"] != only) or not _stale(path, match):
             continue
         if match.re is _TEMP_FOLDER and match["kind"] == "old":
             _put_back(path, folder / match["name"])
@@ -258,9 +268,12 @@ def _put_back(aside_folder: Path, target: Path) -> None:
             old.rename(target)  # killed between moving the old folder aside and renaming the new one in
 
 
-def _stale(path: Path, pid: int) -> bool:
-    """Made by a process that is gone; or by an earlier process that had this process's pid (a container
-    started again): this process registers all it makes, before the file exists."""
+def _stale(path: Path, match: re.Match[str]) -> bool:
+    """Made on this host by a process that is gone; or by an earlier process that had this process's pid
+    (a container started again): this process registers all it makes, before the file exists."""
+    pid = int(match["pid"])
+    if match["host"] != _HOST:
+        return False  # another machine's or container's: its pid cannot be checked from here
     if pid == os.getpid():
         with _LOCK:  # by name: the same folder may be spelled two ways (relative, through a link)
             return path.name not in {p.name for p in _REGISTERED}
@@ -310,7 +323,7 @@ if hasattr(os, "register_at_fork"):
 
 def _temp_file(folder: Path, prefix: str) -> Path:
     with _LOCK:  # registered before any other thread's sweep can see it
-        fd, name = tempfile.mkstemp(prefix=f"{prefix}.{os.getpid()}-", suffix=".tmp", dir=folder)
+        fd, name = tempfile.mkstemp(prefix=f"{prefix}.{temp_tag()}-", suffix=".tmp", dir=folder)
         os.close(fd)
         path = Path(name)
         _REGISTERED.add(path)
@@ -381,7 +394,7 @@ def temp_area() -> Path:
     return area
 
 
-_SCRATCH = re.compile(r"(?P<kind>[a-z0-9_]+)-(?P<pid>\d+)-[^.-]+")
+_SCRATCH = re.compile(r"(?P<kind>[a-z0-9_]+)-edgenn-(?P<host>[0-9a-f]{6})-(?P<pid>\d+)-[^.-]+")
 
 
 @contextlib.contextmanager
@@ -392,7 +405,7 @@ def scratch_folder(kind: str) -> Iterator[Path]:
     try:
         area.mkdir(mode=0o700, parents=True, exist_ok=True)
         remove_stale_scratch(area)
-        folder = _temp_folder(area, f"{kind}-{os.getpid()}-")
+        folder = _temp_folder(area, f"{kind}-{temp_tag()}-")
     except OSError as exc:
         if exc.errno in WRITE_ERRNOS:
             raise write_error(exc, area, folder=True, temporary=True) from None
@@ -413,14 +426,17 @@ def scratch_folder(kind: str) -> Iterator[Path]:
 def remove_stale_scratch(area: Path | None = None) -> list[Path]:
     """Scratch folders in the temp area whose process is gone. Returns what was removed."""
     area = area or temp_area()
-    removed = []
+    removed: list[Path] = []
     try:
+        info = area.lstat()
+        if area.is_symlink() or (hasattr(os, "getuid") and info.st_uid != os.getuid()):
+            return removed  # not a folder this user made: nothing in it is swept
         entries = list(area.iterdir())
     except OSError:
         return removed
     for path in entries:
         match = _SCRATCH.fullmatch(path.name)
-        if match and _stale(path, int(match["pid"])):
+        if match and _stale(path, match):
             _remove(path)
             removed.append(path)
     return removed

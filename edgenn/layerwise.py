@@ -307,6 +307,7 @@ class OnnxSide:
                 replace(self.config, graph_optimization=level, config_entries=entries),
                 name=self.label,
                 optimized_path=target,
+                checks=False,  # the marked copy of a file checked when it was opened
             )
             del runner
             source.unlink()
@@ -510,7 +511,7 @@ class OnnxSide:
         model.graph.input.extend(keep)
         onnx.save(model, str(path))
         try:
-            runner = open_session(path, config, name=self.label)
+            runner = open_session(path, config, name=self.label, checks=False)  # a cut of a checked file
             wanted = {i.name for i in model.graph.input}
             feeds = {self.aliases.get(k, k): v for k, v in feeds.items()}
             values = runner.infer({k: v for k, v in feeds.items() if k in wanted})

@@ -54,7 +54,7 @@ from edgenn.evaluate import (
 from edgenn.fileio import atomic_path, scratch_folder
 from edgenn.quiet import silenced
 from edgenn.recipes import BuildContext, Recipe
-from edgenn.runtime.integrity import file_digest, sealed_bytes, unseal
+from edgenn.runtime.integrity import examine, file_digest, sealed_bytes, unseal
 from edgenn.runtime.session import SessionConfig
 from edgenn.runtime.session import unavailable as session_unavailable
 from edgenn.specs import (
@@ -268,6 +268,8 @@ def read_model(path: str | os.PathLike[str]) -> _Source:
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"model file {str(path)!r} not found")
+    # the digest and the fault scan first: a damaged file is named as such, not by the checker's complaint
+    examine(path.read_bytes(), str(path))
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # protobuf raises DecodeError and friends for anything that is not ONNX

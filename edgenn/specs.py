@@ -149,6 +149,7 @@ DIGIT_LAYOUTS = ("flat", "sequence", "image")
 PICTURE_LAYOUTS = ("NCHW", "NHWC")
 COLORS = ("rgb", "bgr", "grey")
 MAX_PICTURE_SIDE = 16384  # a stated bound: a picture size in metadata beyond it is refused, not allocated
+MAX_PICTURE_PIXELS = 4096 * 4096  # and the pixels of the size a picture is resized to (a 200 MB float32 input)
 
 
 @dataclass(frozen=True)
@@ -192,6 +193,13 @@ class Preprocessing:
                 )
         if any(v <= 0 for v in self.std):
             raise InputError(f"preprocessing std must be positive, got {self.std!r}")
+        if not (_is_finite_number(self.value_scale) and self.value_scale > 0):
+            raise InputError(f"preprocessing value_scale must be a positive number, got {self.value_scale!r}")
+        if self.size[0] * self.size[1] > MAX_PICTURE_PIXELS:
+            raise InputError(
+                f"preprocessing size {self.size[0]}x{self.size[1]} is over {MAX_PICTURE_PIXELS} pixels: no model "
+                "input is that large"
+            )
 
     @property
     def is_digits(self) -> bool:
@@ -224,8 +232,8 @@ class Preprocessing:
             source_size=_pair(data.get("source_size", (8, 8))),
             value_scale=float(data.get("value_scale", 1.0 / 16.0 if layout in DIGIT_LAYOUTS else 1.0)),
             color=str(data.get("color", "grey")),
-            mean=tuple(float(v) for v in data.get("mean", ())),
-            std=tuple(float(v) for v in data.get("std", ())),
+            mean=tuple(float(v) for v in _numbers(data.get("mean", []), "mean")),
+            std=tuple(float(v) for v in _numbers(data.get("std", []), "std")),
         )
 
     @classmethod
@@ -273,6 +281,12 @@ class Preprocessing:
         norm = f", minus mean {list(self.mean)}" if self.mean else ""
         norm += f", over std {list(self.std)}" if self.std else ""
         return f"{self.color} picture resized to {self.size[0]}x{self.size[1]}, pixels in [0, 1]{norm}, {self.layout}"
+
+
+def _numbers(value: Any, what: str) -> list[Any]:
+    if not isinstance(value, (list, tuple)):
+        raise InputError(f"preprocessing {what} must be a list of numbers, got {value!r}")
+    return list(value)
 
 
 def _pair(value: Any) -> tuple[int, int]:

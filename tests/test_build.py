@@ -16,6 +16,7 @@ from edgenn import zoo
 from edgenn.build import BuildOptions, build, buildable
 from edgenn.cli import cli
 from edgenn.errors import EdgennError
+from edgenn.fileio import temp_tag
 from edgenn.runtime import Model
 
 REPO = Path(__file__).resolve().parent.parent
@@ -176,7 +177,8 @@ def test_interrupted_build_resumes_without_half_files(tmp_path):
 
     for artifact in folder.glob("*.onnx"):
         onnx.checker.check_model(str(artifact))  # any artifact there is whole
-    (folder / ".model.onnx.crash.tmp").write_bytes(b"half a file")  # as a kill mid-write leaves
+    # as a kill mid-write leaves (named by the killed process, whose pid is gone)
+    (folder / f".model.onnx.{temp_tag(pid=proc.pid)}-crash000.tmp").write_bytes(b"half a file")
     resumed = build(["mlp"], BuildOptions(models_dir=tmp_path, **FAST))[0]
     assert resumed.stages[0].skipped, "training finished before the kill and must not be redone"
     assert not list(folder.glob(".*.tmp"))

@@ -39,13 +39,22 @@ def _names(folder: Path) -> set[str]:
 # ------------------------------------------------------------------------------ stale temp files
 def test_the_next_write_removes_what_dead_processes_left_and_keeps_what_live_ones_write(tmp_path):
     dead, live = _dead_pid(), os.getppid()
-    stale = [f".model.onnx.{dead}-k3j_x9a1.tmp", f".train.json.{dead}-abcdefgh.tmp", f".edgenn-probe.{dead}-q.tmp"]
-    kept = [f".model.onnx.{live}-zzzzzzzz.tmp", ".notes.tmp", f"model.onnx.{dead}-abc.tmp"]  # live, or not ours
+    gone, alive = fileio.temp_tag(pid=dead), fileio.temp_tag(pid=live)
+    stale = [f".model.onnx.{gone}-k3j_x9a1.tmp", f".train.json.{gone}-abcdefgh.tmp", f".edgenn-probe.{gone}-q.tmp"]
+    elsewhere = gone.replace(fileio._HOST, "0" * 6 if fileio._HOST != "0" * 6 else "1" * 6)  # another host's
+    kept = [
+        f".model.onnx.{alive}-zzzzzzzz.tmp",  # a live process's
+        ".notes.tmp",  # not ours
+        f"model.onnx.{gone}-abc.tmp",  # not hidden: not ours
+        f".notes.{dead}-draft.tmp",  # a user's own name with a number in it
+        f".config.old-{dead}-backup",  # and another
+        f".model.onnx.{elsewhere}-yyyyyyyy.tmp",  # another machine's or container's: its pid means nothing here
+    ]
     for name in stale + kept:
         (tmp_path / name).write_bytes(b"half a file")
-    (tmp_path / f".pkg.staging-{dead}-a1b2c3d4").mkdir()
+    (tmp_path / f".pkg.{fileio.temp_tag('staging', dead)}-a1b2c3d4").mkdir()
     # an earlier process that had this pid (a container started again) and is gone: this one never made it
-    (tmp_path / f".card.json.{os.getpid()}-reused00.tmp").write_bytes(b"")
+    (tmp_path / f".card.json.{fileio.temp_tag()}-reused00.tmp").write_bytes(b"")
 
     write_text_atomic(tmp_path / "model.onnx", "new")
 
@@ -58,17 +67,19 @@ def test_a_scratch_folder_clears_dead_processes_scratch_and_leaves_nothing(tmp_p
     area = tmp_path / "edgenn"
     area.mkdir()
     dead, live = _dead_pid(), os.getppid()
-    (area / f"quantize-{dead}-x1y2z3w4").mkdir()
-    (area / f"quantize-{dead}-x1y2z3w4" / "preprocessed.onnx").write_bytes(b"model")
-    (area / f"run-{dead}-abcdefgh").mkdir()
-    (area / f"tune-{live}-abcdefgh").mkdir()
+    gone, alive = fileio.temp_tag(pid=dead), fileio.temp_tag(pid=live)
+    (area / f"quantize-{gone}-x1y2z3w4").mkdir()
+    (area / f"quantize-{gone}-x1y2z3w4" / "preprocessed.onnx").write_bytes(b"model")
+    (area / f"run-{gone}-abcdefgh").mkdir()
+    (area / f"tune-{alive}-abcdefgh").mkdir()
+    (area / f"backup-{dead}-final").mkdir()  # not ours: no edgenn tag
 
     with scratch_folder("quantize") as folder:
-        assert folder.parent == area and folder.name.startswith(f"quantize-{os.getpid()}-")
+        assert folder.parent == area and folder.name.startswith(f"quantize-{fileio.temp_tag()}-")
         (folder / "candidate.onnx").write_bytes(b"x")
         assert folder in fileio.registered()
-        assert _names(area) == {folder.name, f"tune-{live}-abcdefgh"}
-    assert _names(area) == {f"tune-{live}-abcdefgh"}
+        assert _names(area) == {folder.name, f"tune-{alive}-abcdefgh", f"backup-{dead}-final"}
+    assert _names(area) == {f"tune-{alive}-abcdefgh", f"backup-{dead}-final"}
     assert not fileio.registered()
 
 

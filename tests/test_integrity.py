@@ -30,6 +30,29 @@ def lenet_file(exported) -> Path:
     return exported("lenet5")
 
 
+@pytest.fixture(scope="module")
+def tuned_lenet(lenet_file, tmp_path_factory) -> Path:
+    """A deployment with two routes (fp32 for 1-8, dynamic int8 for 9+), written as tune writes one."""
+    from edgenn import tune as tune_module
+    from edgenn.tune import REFERENCE, TuneOptions, tune
+
+    original = tune_module._measure_point
+    forced = {1: REFERENCE, 64: "dynamic@cpu"}
+
+    def measure(candidates, runners, samples, threads, batch, seconds):
+        _, ranking = original(candidates, runners, samples, threads, batch, seconds)
+        return forced[batch], [forced[batch], *[i for i in ranking if i != forced[batch]]]
+
+    out = tmp_path_factory.mktemp("tuned") / "deploy"
+    tune_module._measure_point = measure
+    try:
+        options = TuneOptions(batches=(1, 64), threads=(1,), providers=("cpu",), time_budget=22.0, recipes=("dynamic",))
+        tune(lenet_file, out, options)
+    finally:
+        tune_module._measure_point = original
+    return out
+
+
 def load(path: Path, **kwargs) -> tuple[Model | None, Exception | None, list[str]]:
     """Model(path): (model, None, warnings) or (None, the error, warnings)."""
     with warnings.catch_warnings(record=True) as caught:
@@ -43,11 +66,7 @@ def load(path: Path, **kwargs) -> tuple[Model | None, Exception | None, list[str
 
 def unsealed(model: onnx.ModelProto) -> onnx.ModelProto:
     """The model as someone else's tool would leave it: edgenn's digest and metadata format removed."""
-    kept = [(p.key, p.value) for p in model.metadata_props if p.key not in (META_DIGEST, META_FORMAT)]
-    del model.metadata_props[:]
-    for key, value in kept:
-        model.metadata_props.add(key=key, value=value)
-    return model
+    return integrity.unseal(model)
 
 
 def with_initializer(model: onnx.ModelProto, name: str, change) -> onnx.ModelProto:
@@ -85,11 +104,15 @@ def test_every_byte_flip_and_truncation_is_refused(lenet_file, tmp_path):
         else:
             assert isinstance(error, ModelFileError) and str(path) in str(error)
     assert ran == []  # 0 of FLIPS load and run (the digest covers every byte, its own entry included)
-    for length in (len(data) // 3, len(data) - 100, len(data) - 1):
+    # cuts anywhere, and at the boundaries a protobuf parser accepts: the end of the graph (the graph's own
+    # metadata still says the file had a digest) and before each metadata entry
+    graph_end = integrity._model_parts(data).graph[1]
+    entries = [data.rfind(key.encode()) - 4 for key in (META_FORMAT, META_DIGEST, META_PREPROCESSING)]
+    for length in (len(data) // 3, len(data) - 100, len(data) - 1, graph_end, *entries):
         path = tmp_path / f"cut{length}.onnx"
         path.write_bytes(data[:length])
         _, error, _ = load(path)
-        assert isinstance(error, ModelFileError)
+        assert isinstance(error, ModelFileError), length
 
 
 def test_an_edited_file_is_refused_and_an_unchanged_round_trip_is_not(lenet_file, tmp_path):
@@ -248,6 +271,9 @@ BAD_METADATA = {
     "input shape wrong": ("edgenn.inputs", [{"name": "input", "shape": "x"}], "shape"),
     "dim sizes negative": ("edgenn.dim_sizes", {"len": -1}, "positive sizes"),
     "accuracy not a fraction": ("edgenn.test_accuracy", "7", "fraction"),
+    "value scale not finite": (META_PREPROCESSING, {"value_scale": "nan"}, "value_scale"),
+    "mean as text": (META_PREPROCESSING, {"layout": "NCHW", "color": "rgb", "mean": "123"}, "list of numbers"),
+    "deeply nested inputs": ("edgenn.inputs", "[" * 100_000, "not valid JSON"),
 }
 
 
@@ -300,8 +326,15 @@ def test_cli_names_damage_in_one_line_and_warns_in_one_line(lenet_file, tmp_path
     assert result.exit_code == 0
     said = [line for line in result.output.splitlines() if line.startswith("warning:")]
     assert len(said) == 1 and "infinite" in said[0]
-    result = runner.invoke(cli, ["predict", str(tmp_path / "damaged.onnx"), str(picture), "--ignore-metadata", "--raw"])
-    assert "digest" not in result.output  # the plain-ONNX escape: no digest read (the flip may still break it)
+    edited = onnx.load(str(lenet_file))
+    edited.metadata_props.add(key="owner", value="me")  # an edit after export: the digest refuses it
+    onnx.save(edited, str(tmp_path / "edited.onnx"))
+    result = runner.invoke(cli, ["predict", str(tmp_path / "edited.onnx"), str(picture)])
+    assert result.exit_code == 1 and "--ignore-metadata" in result.output
+    result = runner.invoke(cli, ["predict", str(tmp_path / "edited.onnx"), str(picture), "--ignore-metadata", "--json"])
+    assert result.exit_code == 0, result.output
+    plain = json.loads(result.output)
+    assert [p["label"] for p in plain["predictions"][0]][:1] == [str(plain["predictions"][0][0]["index"])]
 
 
 # ------------------------------------------------------------------------------------------ memory
@@ -317,6 +350,8 @@ def test_chunked_batches_are_bitwise_equal_to_one_call(lenet_file):
     lean = load(lenet_file, memory="lean", max_batch=None)[0]
     assert lean.config.memory == "lean"
     np.testing.assert_array_equal(lean.predict(x)["output"], whole)
+    every_core = Model(lenet_file, providers="cpu", max_batch=None).predict(x)["output"]  # default threads
+    np.testing.assert_array_equal(Model(lenet_file, providers="cpu", max_batch=64).predict(x)["output"], every_core)
 
 
 def test_chunking_two_inputs_and_the_default(two_input_onnx):
@@ -341,6 +376,36 @@ def test_chunking_two_inputs_and_the_default(two_input_onnx):
         np.testing.assert_array_equal(chunked[name], whole[name])
     with pytest.raises(InputError, match="max_batch"):
         Model(two_input_onnx, max_batch=0)
+
+
+def test_batches_are_chunked_only_along_a_batch_dim(tmp_path):
+    # time-major: (seq, batch, features) in and out; splitting along seq would be wrong, so it is not done
+    graph = helper.make_graph(
+        [helper.make_node("CumSum", ["x", "axis"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["seq", "batch", 2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["seq", "batch", 2])],
+        [numpy_helper.from_array(np.array(0, np.int64), "axis")],
+    )
+    path = tmp_path / "time_major.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    model = load(path, max_batch=4)[0]
+    x = np.ones((10, 3, 2), np.float32)
+    np.testing.assert_array_equal(model.predict(x)["y"][:, 0, 0], np.arange(1, 11))  # one call, along seq
+    assert not model._chunkable
+
+
+def test_a_deployment_runs_every_chunk_on_the_route_of_the_whole_batch(tuned_lenet):
+    model = Model(tuned_lenet, threads=1, max_batch=4)
+    whole = model.member_for(10)
+    ran = []
+    for member in {id(model.member_for(b)): model.member_for(b) for b in (1, 4, 10)}.values():
+        real = member._run
+        member._run = lambda names, feeds, options, real=real, member=member: (
+            ran.append(member) or real(names, feeds, options)
+        )
+    model.predict(np.zeros((10, 1, 32, 32), np.float32))
+    assert ran == [whole] * 3  # chunks of 4, 4 and 2, all on the route for 10, whatever theirs would be
 
 
 def test_memory_mode_is_part_of_the_session_config():

@@ -18,6 +18,7 @@ from test_user_models import _script
 
 from edgenn.cli import cli
 from edgenn.errors import EdgennError, InputError, ModelFileError
+from edgenn.fileio import temp_tag
 from edgenn.package import PackageOptions, package
 from edgenn.runtime.integrity import unseal
 from edgenn.runtime.manifest import MANIFEST_FILE, read_manifest, seal
@@ -406,13 +407,13 @@ def test_a_killed_package_leaves_nothing_at_out_and_the_next_run_clears_its_stag
     os.kill(child.pid, signal.SIGKILL)
     child.wait(timeout=30)
     left = [p.name for p in tmp_path.iterdir()]
-    assert not (tmp_path / "pkg").exists() and len(left) == 1 and left[0].startswith(".pkg.staging-")
+    assert not (tmp_path / "pkg").exists() and len(left) == 1 and left[0].startswith(".pkg.edgenn-staging-")
     time.sleep(0.1)
     package(MODELS / "lenet5" / "model.onnx", tmp_path / "pkg")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pkg"]
 
     # killed between moving the old package aside and renaming the new one in: the old one comes back
-    aside = tmp_path / f".pkg.old-{child.pid}-x1"  # the killed process's pid: gone
+    aside = tmp_path / f".pkg.{temp_tag('old', child.pid)}-x1"  # the killed process's pid: gone
     aside.mkdir()
     (tmp_path / "pkg").rename(aside / "pkg")
     result = run("package", MODELS / "lenet5" / "model.onnx", "-o", tmp_path / "pkg")

@@ -72,7 +72,7 @@ def leftovers(out: Path, tmpdir: Path) -> list[str]:
 
 
 def _temporary(name: str) -> bool:
-    return name.startswith(".") and (name.endswith(".tmp") or ".staging-" in name or ".old-" in name)
+    return name.startswith(".") and (name.endswith(".tmp") or ".edgenn-staging-" in name or ".edgenn-old-" in name)
 
 
 def _command(name: str, out: Path) -> list[str]:

@@ -121,6 +121,7 @@ def open_image(source: Any, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> 
         raise InputError(f"cannot decode picture {name}: {first_line(exc, 200)}") from None
     width, height = image.size
     if width * height > max_pixels:
+        image.close()
         raise PictureTooLarge(
             f"{name} is a {width}x{height} picture; at most {max_pixels} pixels are decoded (raise max_pixels "
             "to allow it)"

@@ -34,7 +34,8 @@ _PLACEHOLDER = DIGEST_SCHEME + "0" * 8
 
 # Field numbers of onnx.proto that the scan reads.
 _MODEL_GRAPH, _MODEL_METADATA = 7, 14
-_GRAPH_NODE, _GRAPH_INITIALIZER, _GRAPH_INPUT = 1, 5, 11
+_GRAPH_NODE, _GRAPH_INITIALIZER, _GRAPH_INPUT, _GRAPH_METADATA = 1, 5, 11, 16
+_NODE_ATTRIBUTE, _ATTRIBUTE_TENSOR = 5, 5
 _NODE_INPUT, _NODE_OUTPUT, _NODE_OP_TYPE = 1, 2, 4
 _TENSOR_DIMS, _TENSOR_TYPE, _TENSOR_FLOATS, _TENSOR_NAME, _TENSOR_RAW = 1, 2, 4, 8, 9
 _TENSOR_DOUBLES, _TENSOR_LOCATION = 10, 14
@@ -89,7 +90,7 @@ def examine(data: bytes, label: str, metadata: str = "strict") -> FileFacts | No
     try:
         parts = _model_parts(data)
         entries, undecodable = _metadata_entries(data, parts.metadata, label, strict=strict)
-        digest = _check_digest(data, parts.metadata, entries, label) if strict else None
+        digest = _check_digest(data, parts.metadata, entries, parts.graph, label) if strict else None
         # A file whose digest holds was scanned when edgenn wrote it (sealed_bytes): the scan is not redone.
         problems = () if digest is not None else _scan_graph(data, parts.graph).problems(entries if strict else {})
     except _Malformed:
@@ -133,16 +134,20 @@ def sealed_bytes(model: Any, label: str) -> bytes:
 def unseal(model: Any) -> Any:
     """`model` (an onnx ModelProto) without its digest and metadata format: a graph edgenn derives from a
     sealed file (pre-processed, cut, marked) is not that file, and is sealed again only if written as ours."""
-    kept = [(p.key, p.value) for p in model.metadata_props if p.key not in (META_DIGEST, META_FORMAT)]
-    del model.metadata_props[:]
-    for key, value in kept:
-        model.metadata_props.add(key=key, value=value)
+    for props in (model.metadata_props, model.graph.metadata_props):
+        kept = [(p.key, p.value) for p in props if p.key not in (META_DIGEST, META_FORMAT)]
+        del props[:]
+        for key, value in kept:
+            props.add(key=key, value=value)
     return model
 
 
 def with_placeholder(model: Any) -> None:
-    """Set `model`'s digest entry to zeros (last, after all other metadata) and its metadata format."""
+    """Set `model`'s digest entry to zeros (last, after all other metadata) and its metadata format, in the
+    model's metadata and in the graph's: the graph's lies before the model's metadata in the file, so a
+    file cut at the end of its graph still says it had a digest."""
     unseal(model)
+    model.graph.metadata_props.add(key=META_FORMAT, value=str(METADATA_FORMAT))
     model.metadata_props.add(key=META_FORMAT, value=str(METADATA_FORMAT))
     model.metadata_props.add(key=META_DIGEST, value=_PLACEHOLDER)
 
@@ -166,10 +171,12 @@ def file_digest(data: bytes) -> str | None:
     return None if span is None else bytes(data[span[0] : span[1]]).decode("ascii", "replace")
 
 
-def _check_digest(data: bytes, spans: list[_Entry], entries: Mapping[str, str], label: str) -> str | None:
+def _check_digest(
+    data: bytes, spans: list[_Entry], entries: Mapping[str, str], graph: tuple[int, int] | None, label: str
+) -> str | None:
     span = _digest_value_span(data, spans)
     if span is None:
-        if entries.get(META_FORMAT, "") not in ("", "1"):
+        if entries.get(META_FORMAT, "") not in ("", "1") or _graph_format(data, graph) not in ("", "1"):
             raise ModelFileError(
                 f"{label}: edgenn wrote this file with a digest, and it is gone (damaged, or edited after "
                 f"export); re-export it, or run it as a plain ONNX model with {_AS_PLAIN}"
@@ -239,6 +246,7 @@ class _GraphScan:
     initializers: set[str] = field(default_factory=set)
     nan: list[tuple[str, int]] = field(default_factory=list)
     infinite: list[tuple[str, int]] = field(default_factory=list)
+    lone_nan: list[str] = field(default_factory=list)  # constants of one value that is NaN
     bad_scales: list[tuple[str, str, float]] = field(default_factory=list)  # (initializer, op type, a value)
 
     def problems(self, metadata: Mapping[str, str]) -> tuple[_Problem, ...]:
@@ -302,6 +310,14 @@ class _GraphScan:
                     error=False,
                 )
             )
+        if self.lone_nan:
+            found.append(
+                _Problem(
+                    f"constant {self.lone_nan[0]!r} is NaN",
+                    "a fill value (masked_fill with nan) is one NaN on purpose; check the outputs",
+                    error=False,
+                )
+            )
         return tuple(sorted(found, key=lambda p: not p.error))
 
 
@@ -314,10 +330,20 @@ def _more(found: list[Any]) -> str:
     return f" (and {len(found) - 1} more initializers)" if len(found) > 1 else ""
 
 
+def _graph_format(data: bytes, graph: tuple[int, int] | None) -> str:
+    """The metadata format the graph's own metadata records ("" for none)."""
+    for number, wire, a, b in _fields(data, *graph) if graph is not None else ():
+        if wire == 2 and number == _GRAPH_METADATA:
+            key, (x, y) = _entry(data, a, b)
+            if key == _FORMAT_KEY:
+                return data[x:y].decode("utf-8", "replace")
+    return ""
+
+
 def _declared_inputs(metadata: Mapping[str, str]) -> set[str]:
     try:
         declared = json.loads(metadata.get(META_INPUTS, "[]"))
-    except ValueError:
+    except (ValueError, RecursionError):
         return set()
     if not isinstance(declared, list):
         return set()
@@ -334,7 +360,11 @@ def _scan_graph(data: bytes, span: tuple[int, int] | None) -> _GraphScan:
         if wire != 2:
             continue
         if number == _GRAPH_NODE:
-            nodes.append(_node(data, a, b))
+            node = _node(data, a, b)
+            nodes.append(node)
+            if node[0] == "Constant":  # its value is a weight as much as an initializer is
+                for k, tensor in enumerate(_constant_tensors(data, a, b)):
+                    tensors[f"{node[2][0] if node[2] else 'Constant'}" + (f"#{k}" if k else "")] = tensor
         elif number == _GRAPH_INITIALIZER:
             name = _first_string(data, a, b, _TENSOR_NAME)
             scan.initializers.add(name)
@@ -356,8 +386,10 @@ def _scan_graph(data: bytes, span: tuple[int, int] | None) -> _GraphScan:
     if any(sum(_non_finite(np.concatenate(group))) for group in by_type.values()):
         for name, values in floats.items():
             nan, inf = _non_finite(values)
-            if nan:
+            if nan and values.size > 1:
                 scan.nan.append((name, nan))
+            elif nan:  # one NaN alone is a fill value (masked_fill(x, nan)) more often than damage
+                scan.lone_nan.append(name)
             if inf:
                 scan.infinite.append((name, inf))
     for name, op_type in scales:
@@ -405,6 +437,15 @@ def _scale_names(nodes: list[tuple[str, list[str], list[str]]]) -> list[tuple[st
     return found
 
 
+def _constant_tensors(data: bytes, a: int, b: int) -> list[tuple[int, int]]:
+    """The TensorProto spans of a Constant node's attributes (its `value`)."""
+    found = []
+    for number, wire, x, y in _fields(data, a, b):
+        if wire == 2 and number == _NODE_ATTRIBUTE:
+            found += [(p, q) for n, w, p, q in _fields(data, x, y) if w == 2 and n == _ATTRIBUTE_TENSOR]
+    return found
+
+
 def _first_string(data: bytes, a: int, b: int, wanted: int) -> str:
     for number, wire, x, y in _fields(data, a, b):
         if wire == 2 and number == wanted:
@@ -415,6 +456,7 @@ def _first_string(data: bytes, a: int, b: int, wanted: int) -> str:
 def _float_values(data: bytes, a: int, b: int) -> np.ndarray | None:
     """A float tensor's values (bfloat16 as its raw 16 bits), None for other types and external data."""
     data_type, raw, packed = 0, None, None
+    loose: list[bytes] = []  # float_data / double_data written one element per field (not packed)
     for number, wire, x, y in _fields(data, a, b):
         if number == _TENSOR_TYPE and wire == 0:
             data_type = x
@@ -422,6 +464,8 @@ def _float_values(data: bytes, a: int, b: int) -> np.ndarray | None:
             raw = (x, y)
         elif number in (_TENSOR_FLOATS, _TENSOR_DOUBLES) and wire == 2:
             packed = (x, y, "<f4" if number == _TENSOR_FLOATS else "<f8")
+        elif (number, wire) in ((_TENSOR_FLOATS, 5), (_TENSOR_DOUBLES, 1)):
+            loose.append(data[x:y])
         elif number == _TENSOR_LOCATION and wire == 0 and x == 1:
             return None  # external data: the weights are in another file
     dtype = _FLOAT_TYPES.get(data_type)
@@ -433,6 +477,8 @@ def _float_values(data: bytes, a: int, b: int) -> np.ndarray | None:
     if packed is not None and data_type in (1, 11):
         x, y, kind = packed
         return np.frombuffer(data, dtype=kind, count=(y - x) // np.dtype(kind).itemsize, offset=x)
+    if loose and data_type in (1, 11):
+        return np.frombuffer(b"".join(loose), dtype="<f4" if data_type == 1 else "<f8")
     return None
 
 
@@ -456,6 +502,7 @@ def _non_finite(values: np.ndarray) -> tuple[int, int]:
 # -------------------------------------------------------------------------------------- wire format
 _Entry = tuple[bytes, tuple[int, int]]  # a metadata entry: its key, and where its value lies in the file
 _DIGEST_KEY = META_DIGEST.encode()
+_FORMAT_KEY = META_FORMAT.encode()
 
 
 @dataclass(frozen=True)

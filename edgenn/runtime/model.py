@@ -132,10 +132,7 @@ class Model:
         self._output_names = [s.name for s in self.outputs]
         self._single = self._checks[0] if len(self._checks) == 1 else None
         self._only_output = self._output_names[0] if len(self._output_names) == 1 else None
-        # chunks can be joined only where every input and output has a dynamic first (batch) dim
-        self._chunkable = all(isinstance(s.shape[0], str) for s in (*self.inputs, *self.outputs) if s.shape) and all(
-            s.shape for s in (*self.inputs, *self.outputs)
-        )
+        self._chunkable = _batched_first(self.inputs, self.outputs)
 
     def _open_deployment(
         self, folder: str | os.PathLike[str], threads: int | None, check_finite: bool, strict: bool, memory: str | None
@@ -250,14 +247,15 @@ class Model:
     def _predict_chunked(self, inputs: np.ndarray | Mapping[str, Any], size: int) -> dict[str, np.ndarray]:
         member = self.member_for(size)  # a deployment's route for the whole batch, as one call would take
         step = self.max_batch or size
-        parts = [member._predict_whole(_rows(inputs, start, start + step)) for start in range(0, size, step)]
+        parts = [member._run_here(_rows(inputs, start, start + step)) for start in range(0, size, step)]
         return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
 
     def _predict_whole(self, inputs: np.ndarray | Mapping[str, Any]) -> dict[str, np.ndarray]:
-        if self._dispatch is not None:
-            member = self._member_for_inputs(inputs)
-            if member is not self:
-                return member._predict_whole(inputs)
+        member = self._member_for_inputs(inputs) if self._dispatch is not None else self
+        return member._run_here(inputs)
+
+    def _run_here(self, inputs: np.ndarray | Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """This Model's own session on `inputs`, checked first (no dispatch, no chunking)."""
         single = self._single
         if single is not None and type(inputs) is np.ndarray:
             feeds = {single.spec.name: single.prepare(inputs, self.check_finite)}
@@ -374,6 +372,18 @@ class Model:
                 f"{classes} classes; re-export the model"
             )
         return self._stored_labels
+
+
+# The first-dim names taken for a batch: edgenn's exporter writes "batch"; others write these. A model
+# whose inputs and outputs do not all start with one of them (a time-major RNN's "seq", NMS's selected
+# boxes, unnamed dims) is never chunked: splitting along another axis would change its answer.
+BATCH_DIM_NAMES = frozenset({"batch", "batch_size", "N", "n", "B", "b"})
+
+
+def _batched_first(inputs: Sequence[Any], outputs: Sequence[Any]) -> bool:
+    """Every input and output starts with the same batch dim: chunks of a batch can be joined."""
+    firsts = {s.shape[0] if s.shape else None for s in (*inputs, *outputs)}
+    return len(firsts) == 1 and next(iter(firsts)) in BATCH_DIM_NAMES
 
 
 def _batch_size(inputs: Any) -> int | None:

@@ -323,6 +323,7 @@ def open_session(
     verbose: bool = False,
     profile_prefix: str | os.PathLike[str] | None = None,
     metadata: str = "strict",
+    checks: bool = True,
 ) -> OrtRunner:
     """Open `model` (a path or the bytes of an ONNX file) as `config` says, and read back where it runs.
 
@@ -337,6 +338,8 @@ def open_session(
     Before onnxruntime sees the file, edgenn checks its digest and scans it for faults
     (`edgenn.runtime.integrity`): ModelFileError for a damaged file, a ModelWarning for a doubtful one.
     `metadata="ignore"` reads none of edgenn's metadata (nor the digest): a plain ONNX model.
+    `checks=False` is for the graphs edgenn cuts from a checked file itself (compare --layerwise's taps,
+    which may read initializers only and so have no input): no digest or scan.
     """
     config = config.checked()
     if metadata not in METADATA_MODES:
@@ -344,7 +347,7 @@ def open_session(
     started = time.perf_counter()
     source = bytes(model) if isinstance(model, (bytes, bytearray)) else _checked_file(str(model))
     label = name or ("<bytes>" if isinstance(source, bytes) else source)
-    facts = _examined(source, label, metadata)
+    facts = _examined(source, label, metadata) if checks else None
     opening = _Opening(
         source, label, optimized_path, verbose, started, None if profile_prefix is None else str(profile_prefix)
     )
@@ -659,7 +662,7 @@ def _declared(metadata: Mapping[str, str], key: str) -> list[Any]:
     (Model checks the metadata itself and says what is wrong with it)."""
     try:
         value = json.loads(metadata.get(key, "[]"))
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):
         return []
     return value if isinstance(value, list) else []
 
