@@ -81,7 +81,7 @@ def with_initializer(model: onnx.ModelProto, name: str, change) -> onnx.ModelPro
 def test_export_seals_the_file_and_the_digest_is_checked(lenet_file):
     data = lenet_file.read_bytes()
     digest = integrity.file_digest(data)
-    assert digest is not None and digest.startswith(integrity.DIGEST_SCHEME) and len(digest) == 14
+    assert digest is not None and digest.startswith(integrity.DIGEST_SCHEME) and len(digest) == integrity.DIGEST_LENGTH
     facts = integrity.examine(data, "lenet5")
     assert facts.digest == digest and facts.metadata[META_FORMAT] == "2" and not facts.warnings
     model, error, said = load(lenet_file)
