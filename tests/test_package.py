@@ -183,7 +183,16 @@ def test_triton_from_a_deployment_takes_its_batch_choice(tmp_path):
     manifest = read_manifest(tmp_path / "repo")
     deploy = json.loads((MODELS / "simple_cnn" / "deploy" / "deploy.json").read_text())
     big = next(r for r in deploy["profiles"][0]["routes"] if r["batch_max"] is None)
-    assert manifest.source["candidate"] == big["choice"]  # shipped, and the CPU provider: Triton expresses it
+    candidates = {c["id"]: c for c in deploy["candidates"]}
+
+    def expressible(c):  # what Triton's config can say: a shipped file, a plain session at f32
+        session = c["session"]
+        return c.get("shipped", True) and not session.get("disabled_optimizers") and not session.get(
+            "config_entries"
+        ) and session.get("precision", "f32") == "f32"
+
+    expected = next(i for i in big["ranking"] if expressible(candidates[i]))
+    assert manifest.source["candidate"] == expected  # the whole batch's choice, or the first Triton can express
     assert manifest.triton["name"] == "simple_cnn"
     assert manifest.triton["threads"] == deploy["profiles"][0]["threads"]
 

@@ -14,7 +14,7 @@ pq = pytest.importorskip("pyarrow.parquet")
 from click.testing import CliRunner  # noqa: E402
 
 from edgenn.cli import cli  # noqa: E402
-from edgenn.errors import InputError  # noqa: E402
+from edgenn.errors import InputError, WriteError  # noqa: E402
 from edgenn.runtime import Model  # noqa: E402
 from edgenn.score import ScoreOptions, score  # noqa: E402
 
@@ -111,7 +111,7 @@ def test_a_failure_midway_leaves_no_output(pictures, tmp_path, monkeypatch):
         return real(self, table, *args, **kwargs)
 
     monkeypatch.setattr(parquet.ParquetWriter, "write_table", failing)
-    with pytest.raises(OSError):
+    with pytest.raises(WriteError, match="out.parquet': no space left"):  # one line naming the file
         score(LENET, pictures, tmp_path / "out.parquet", ScoreOptions(batch_size=8))
     assert len(calls) == 2
     assert list(tmp_path.iterdir()) == []  # neither the file nor its temporary
